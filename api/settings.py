@@ -1,0 +1,40 @@
+"""The one settings class. Built by the entry points (api/cli.py) and handed down as arguments;
+nothing below the composition root reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB = "sqlite+aiosqlite:///var/pledge.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLEDGE_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DB, description="SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg)"
+    )
+    mqtt_url: str | None = Field(None, description="mqtt://host:port; unset starts an embedded broker")
+    mqtt_protocol: int = Field(5, description="5 (default) or 311; the embedded broker forces 311")
+    mqtt_client_id: str = "pledge-gateway"
+    mqtt_share_group: str | None = Field(None, description="MQTT 5 shared-subscription group")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    batch_max: int = 500
+    batch_max_wait_s: float = 0.05
+    debounce_s: float = 2.0
+    max_clock_skew_s: float = 300.0
+
+    @field_validator("mqtt_protocol")
+    @classmethod
+    def _protocol(cls, v: int) -> int:
+        if v not in (5, 311):
+            raise ValueError("mqtt_protocol must be 5 or 311")
+        return v
+
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite+aiosqlite:///"
+        return Path(self.database_url[len(prefix) :]) if self.database_url.startswith(prefix) else None

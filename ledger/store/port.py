@@ -1,0 +1,166 @@
+"""The ledger's storage port: what the service needs from a store, nothing about SQL.
+
+`LedgerStore.transaction()` opens one atomic unit of work (`LedgerTx`); everything done through
+it commits together or not at all. Adapters: `ledger.store.sql.PostgresStore` and
+`ledger.store.sql.SqliteStore`; tests/ledger/test_store_contract.py runs one suite on both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.core.journal import JournalEntry
+from ledger.core.lot import Lot
+from ledger.core.price import PricePoint
+from ledger.core.reference import Facility
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """Aggregates of one SKU in one facility (quantities in the SKU's uom)."""
+
+    facility_id: str
+    sku_id: str
+    pledged_qty: Decimal
+    eligible_qty: Decimal  # statically eligible: pledged, verified, financed, approved site
+    price: Decimal | None
+    price_at: datetime | None
+    haircut: Decimal
+
+    def values(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FacilityStateRow:
+    facility_id: str
+    borrowing_base: Decimal
+    market_value: Decimal
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SkuMarket:
+    """Latest price of a SKU and the daily volatility of its history (None: too short)."""
+
+    sku_id: str
+    price: Decimal
+    price_at: datetime
+    sigma: Decimal | None
+    returns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MovementFilter:
+    facility_id: str
+    lot_id: str | None = None
+    kind: str | None = None
+    site_id: str | None = None
+    zone_id: str | None = None
+    sku_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_seq: int | None = None  # keyset cursor
+    limit: int = 100
+
+
+class LedgerTx(abc.ABC):
+    """One transaction on the ledger store."""
+
+    @abc.abstractmethod
+    async def insert_reference(self, obj: Any) -> None: ...
+    @abc.abstractmethod
+    async def get_reference(self, kind: type, ident: str) -> Any: ...
+    @abc.abstractmethod
+    async def list_reference(self, kind: type) -> list[Any]: ...
+    @abc.abstractmethod
+    async def insert_facility(self, f: Facility, created_at: datetime) -> None: ...
+    @abc.abstractmethod
+    async def get_facilities(self, ids: Iterable[str]) -> dict[str, Facility]: ...
+    @abc.abstractmethod
+    async def list_facility_ids(self) -> list[str]: ...
+    @abc.abstractmethod
+    async def facilities_with_sku(self, sku_id: str) -> list[str]: ...
+    @abc.abstractmethod
+    async def insert_lots(self, lots: Sequence[Lot]) -> None: ...
+    @abc.abstractmethod
+    async def lots_by_id(self, lot_ids: Iterable[str], *, lock: bool = False) -> dict[str, Lot]: ...
+    @abc.abstractmethod
+    async def lots_by_epc(self, epcs: Iterable[str]) -> dict[str, Lot]: ...
+    @abc.abstractmethod
+    async def update_lots(self, lots: Sequence[Lot]) -> None: ...
+    @abc.abstractmethod
+    async def lots_of_facility(self, facility_id: str) -> list[Lot]: ...
+    @abc.abstractmethod
+    async def query_lots(
+        self,
+        facility_id: str | None,
+        site_id: str | None,
+        zone_id: str | None,
+        sku_id: str | None,
+        lot_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[Lot]: ...
+    @abc.abstractmethod
+    async def pledges_by_epc(self, epcs: Iterable[str]) -> dict[str, str]: ...
+    @abc.abstractmethod
+    async def insert_pledges(self, lots: Sequence[Lot], at: datetime) -> None: ...
+    @abc.abstractmethod
+    async def delete_pledges(self, epcs: Sequence[str]) -> None: ...
+    @abc.abstractmethod
+    async def record_pledge_refusal(
+        self, at: datetime, epc: str, lot_id: str | None, requested_by: str, pledged_to: str, detail: str
+    ) -> None: ...
+    @abc.abstractmethod
+    async def pledge_refusals(self, epc: str | None = None) -> list[dict[str, Any]]: ...
+    @abc.abstractmethod
+    async def lock_heads(self, facility_ids: Iterable[str]) -> dict[str, tuple[int, str]]: ...
+    @abc.abstractmethod
+    async def append_entries(self, entries: Sequence[JournalEntry]) -> None: ...
+    @abc.abstractmethod
+    def entries(
+        self, facility_id: str, *, until: datetime | None = None, batch: int = 5000
+    ) -> AsyncIterator[JournalEntry]: ...
+    @abc.abstractmethod
+    async def movements(self, f: MovementFilter) -> list[JournalEntry]: ...
+    @abc.abstractmethod
+    async def insert_price(self, p: PricePoint) -> None: ...
+    @abc.abstractmethod
+    async def price_history(self, sku_id: str, until: datetime | None, limit: int) -> list[PricePoint]: ...
+    @abc.abstractmethod
+    async def put_sku_market(self, m: SkuMarket) -> None: ...
+    @abc.abstractmethod
+    async def sku_markets(self, sku_ids: Iterable[str]) -> dict[str, SkuMarket]: ...
+    @abc.abstractmethod
+    async def insert_positions(self, rows: Sequence[PositionRow]) -> None: ...
+    @abc.abstractmethod
+    async def positions(self, facility_ids: Iterable[str]) -> list[PositionRow]: ...
+    @abc.abstractmethod
+    async def update_position_quantities(self, rows: Sequence[PositionRow]) -> None: ...
+    @abc.abstractmethod
+    async def update_position_prices(self, rows: Sequence[PositionRow]) -> None: ...
+    @abc.abstractmethod
+    async def aged_lots(self, cutoffs: dict[str, datetime]) -> list[Lot]: ...
+    @abc.abstractmethod
+    async def put_facility_states(self, rows: Sequence[FacilityStateRow]) -> None: ...
+    @abc.abstractmethod
+    async def facility_states(self, facility_ids: Iterable[str]) -> dict[str, FacilityStateRow]: ...
+    @abc.abstractmethod
+    async def count(self, table: str) -> int: ...
+
+
+class LedgerStore(abc.ABC):
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """An atomic unit of work yielding a `LedgerTx`."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
