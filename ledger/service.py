@@ -42,7 +42,7 @@ from ledger.core.errors import (
 from ledger.core.haircut import HaircutPolicy, daily_volatility, haircut
 from ledger.core.journal import ChainBreak, JournalEntry, make_entry, replay, verify_chain
 from ledger.core.lot import Lot, LotStatus, Movement, MovementKind, apply_movement
-from ledger.core.price import PricePoint, is_stale
+from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, Zone
 from ledger.store.port import (
     FacilityStateRow,
@@ -106,6 +106,9 @@ class LedgerService:
         self.store = store
         self.clock = clock
         self.policy = haircut_policy or HaircutPolicy()
+        # Facility terms are immutable once created (a change of terms is a new facility), so
+        # they are cached per process; the money state (frozen, outstanding) is never cached.
+        self._facilities: dict[str, Facility] = {}
 
     # --- reference data ------------------------------------------------------------------------
     async def add(self, obj: Site | Zone | Sku | Borrower) -> None:
@@ -175,19 +178,10 @@ class LedgerService:
         try:
             async with self.store.transaction() as tx:
                 lots = await self._new_lots(tx, regs, now)
-                changes: list[Change] = []
-                for reg, lot in zip(regs, lots, strict=True):
-                    changes.append(Change(None, lot, MovementKind.REGISTRATION, now, reg.evidence))
-                    if reg.pledge:
-                        changes.append(
-                            Change(
-                                lot,
-                                apply_movement(lot, _mv(MovementKind.PLEDGE, lot, now)),
-                                MovementKind.PLEDGE,
-                                now,
-                                reg.evidence,
-                            )
-                        )
+                changes = [
+                    Change(None, lot, MovementKind.REGISTRATION, now, reg.evidence)
+                    for reg, lot in zip(regs, lots, strict=True)
+                ]
                 return await self._commit(tx, changes, now)
         except DoublePledge as e:
             await self._record_refusal(e, now)
@@ -222,12 +216,12 @@ class LedgerService:
         now = self.clock()
         async with self.store.transaction() as tx:
             current = await tx.lots_by_id([m.lot_id for m in movements], lock=True)
+            await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
             changes = []
             for mv in movements:
                 lot = current.get(mv.lot_id)
                 if lot is None:
                     raise UnknownLot(mv.lot_id)
-                await self._check_location(tx, mv)
                 after = apply_movement(lot, mv)
                 changes.append(Change(lot, after, mv.kind, mv.at, mv.evidence, mv.reason))
                 current[mv.lot_id] = after
@@ -267,7 +261,7 @@ class LedgerService:
             )
             facility_ids = await tx.facilities_with_sku(sku.sku_id)
             await tx.lock_heads(facility_ids)
-            facilities = await tx.get_facilities(facility_ids)
+            facilities = await self._load_facilities(tx, facility_ids)
             rows = [
                 replace(
                     r,
@@ -372,30 +366,45 @@ class LedgerService:
 
     # --- internals -------------------------------------------------------------------------------
     async def _facility(self, tx: LedgerTx, facility_id: str) -> Facility:
-        found = (await tx.get_facilities([facility_id])).get(facility_id)
+        found = (await self._load_facilities(tx, [facility_id])).get(facility_id)
         if found is None:
             raise UnknownFacility(facility_id)
         return found
 
+    async def _load_facilities(self, tx: LedgerTx, ids: Iterable[str]) -> dict[str, Facility]:
+        wanted = set(ids)
+        missing = wanted - self._facilities.keys()
+        if missing:
+            self._facilities.update(await tx.get_facilities(missing))
+        return {fid: self._facilities[fid] for fid in wanted if fid in self._facilities}
+
     def _haircut(self, f: Facility, sigma: Decimal | None) -> Decimal:
         return haircut(sigma, f.liquidation_horizon_days, f.haircut_floor, f.haircut_cap, self.policy)
 
-    async def _check_location(self, tx: LedgerTx, mv: Movement) -> None:
-        if mv.site_id is not None and await tx.get_reference(Site, mv.site_id) is None:
-            raise UnknownSite(mv.site_id)
-        if mv.zone_id is not None:
-            zone = await tx.get_reference(Zone, mv.zone_id)
-            if zone is None or (mv.site_id is not None and zone.site_id != mv.site_id):
-                raise UnknownZone(mv.zone_id)
+    async def _check_locations(self, tx: LedgerTx, pairs: set[tuple[str | None, str | None]]) -> None:
+        """Each distinct (site, zone) of a batch is checked once: both exist, zone in site."""
+        for site_id in sorted({p[0] for p in pairs if p[0] is not None}):
+            if await tx.get_reference(Site, site_id) is None:
+                raise UnknownSite(site_id)
+        for in_site, zone_id in sorted(pairs, key=str):
+            if zone_id is None:
+                continue
+            zone = await tx.get_reference(Zone, zone_id)
+            if zone is None or (in_site is not None and zone.site_id != in_site):
+                raise UnknownZone(zone_id)
 
     async def _new_lots(self, tx: LedgerTx, regs: Sequence[LotRegistration], now: datetime) -> list[Lot]:
-        facilities = await tx.get_facilities({r.facility_id for r in regs})
+        facilities = await self._load_facilities(tx, {r.facility_id for r in regs})
         epcs = [r.epc for r in regs]
         if len(set(epcs)) != len(epcs):
             dup = next(e for e in epcs if epcs.count(e) > 1)
             raise DuplicateEpc(dup, "(same request)")
         existing = await tx.lots_by_epc(epcs)
         pledges = await tx.pledges_by_epc(epcs)
+        for sku_id in sorted({r.sku_id for r in regs}):
+            if await tx.get_reference(Sku, sku_id) is None:
+                raise UnknownSku(sku_id)
+        await self._check_locations(tx, {(r.site_id, r.zone_id) for r in regs})
         lots = []
         for r in regs:
             if r.facility_id not in facilities:
@@ -404,25 +413,11 @@ class LedgerService:
                 raise DoublePledge(existing[r.epc].lot_id, r.epc, pledges[r.epc], r.facility_id)
             if r.epc in existing:
                 raise DuplicateEpc(r.epc, existing[r.epc].lot_id)
-            if await tx.get_reference(Sku, r.sku_id) is None:
-                raise UnknownSku(r.sku_id)
-            await self._check_location(tx, _mv(MovementKind.RECEIPT, None, now, r.site_id, r.zone_id))
             status = LotStatus.IN_STOCK if r.received else LotStatus.EXPECTED
-            lots.append(
-                Lot(
-                    r.lot_id,
-                    r.facility_id,
-                    r.epc,
-                    r.sku_id,
-                    r.quantity,
-                    r.site_id,
-                    r.zone_id,
-                    status,
-                    False,
-                    r.verified,
-                    now if r.received else None,
-                )
-            )
+            if r.received and r.pledge:
+                status = LotStatus.PLEDGED
+            lots.append(Lot(r.lot_id, r.facility_id, r.epc, r.sku_id, r.quantity, r.site_id, r.zone_id,
+                            status, r.pledge, r.verified, now if r.received else None))
         return lots
 
     async def _record_refusal(self, e: DoublePledge, now: datetime) -> None:
@@ -435,7 +430,7 @@ class LedgerService:
         heads = await tx.lock_heads(facility_ids)
         if len(heads) != len(facility_ids):
             raise UnknownFacility(sorted(facility_ids - set(heads))[0])
-        facilities = await tx.get_facilities(facility_ids)
+        facilities = await self._load_facilities(tx, facility_ids)
         entries = []
         for c in changes:
             seq, prev = heads[c.after.facility_id]
@@ -444,8 +439,10 @@ class LedgerService:
             entries.append(entry)
         await tx.append_entries(entries)
         await self._write_lots_and_pledges(tx, changes, now)
-        await self._apply_position_deltas(tx, changes, facilities)
-        bases = await self._refresh_states(tx, facilities, now)
+        moved = await self._apply_position_deltas(tx, changes, facilities)
+        # Only a change of a position changes a BB (time-driven changes, ageing and stale prices,
+        # are applied when a BB is read): facilities whose lots merely moved zone are not touched.
+        bases = await self._refresh_states(tx, {f: facilities[f] for f in moved}, now)
         return BatchResult(tuple(entries), bases)
 
     async def _write_lots_and_pledges(self, tx: LedgerTx, changes: Sequence[Change], now: datetime) -> None:
@@ -469,7 +466,8 @@ class LedgerService:
 
     async def _apply_position_deltas(
         self, tx: LedgerTx, changes: Sequence[Change], facilities: dict[str, Facility]
-    ) -> None:
+    ) -> set[str]:
+        """Add each lot's after-contribution minus its before; returns the facilities changed."""
         delta: dict[tuple[str, str], list[Decimal]] = {}
         for c in changes:
             for lot, sign in ((c.before, -1), (c.after, 1)):
@@ -480,8 +478,9 @@ class LedgerService:
                     d = delta.setdefault((lot.facility_id, lot.sku_id), [ZERO, ZERO])
                     d[0] += sign * pledged
                     d[1] += sign * eligible
+        delta = {k: d for k, d in delta.items() if d[0] or d[1]}
         if not delta:
-            return
+            return set()
         rows = {(r.facility_id, r.sku_id): r for r in await tx.positions({k[0] for k in delta})}
         changed = []
         for key, (dp, de) in delta.items():
@@ -489,6 +488,7 @@ class LedgerService:
                 r = rows[key]
                 changed.append(replace(r, pledged_qty=r.pledged_qty + dp, eligible_qty=r.eligible_qty + de))
         await tx.update_position_quantities(changed)
+        return {r.facility_id for r in changed}
 
     async def _bases(
         self, tx: LedgerTx, facilities: dict[str, Facility], now: datetime
@@ -505,13 +505,7 @@ class LedgerService:
             terms = f.terms.get(r.sku_id)
             if terms is None:
                 continue
-            stale = (
-                r.price is None
-                or r.price_at is None
-                or is_stale(
-                    PricePoint(r.sku_id, r.price_at, r.price, f.currency, "position"), now, f.max_price_age_s
-                )
-            )
+            stale = r.price_at is None or (now - r.price_at).total_seconds() > f.max_price_age_s
             eligible = ZERO if stale else r.eligible_qty - aged.get((r.facility_id, r.sku_id), ZERO)
             by_facility[r.facility_id].append(
                 SkuExposure(

@@ -54,6 +54,8 @@ __all__ = [
     "UnknownAccount",
     "WrongFacility",
     "allocation_of",
+    "check_aware",
+    "check_currency",
     "drawdown_posting",
     "fee_posting",
     "interest_accrual_posting",

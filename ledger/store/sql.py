@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -446,7 +446,7 @@ class SqlTx(LedgerTx):
                 .where(t.position.c.facility_id.in_(chunk))
                 .order_by(t.position.c.facility_id, t.position.c.sku_id)
             )
-            out.extend(PositionRow(**dict(r._mapping)) for r in rows)
+            out.extend(PositionRow(*r) for r in rows)
         return out
 
     async def update_position_quantities(self, rows: Sequence[PositionRow]) -> None:
@@ -485,12 +485,23 @@ class SqlTx(LedgerTx):
             )
 
     async def aged_lots(self, cutoffs: dict[str, datetime]) -> list[Lot]:
-        """Lots in status pledged received before their facility's cutoff (indexed lookup)."""
+        """Lots in status pledged received before their facility's cutoff.
+
+        One indexed query per chunk of facilities, bounded by the latest cutoff, then filtered
+        per facility: the cost is the number of aged lots, not the size of the ledger.
+        """
         out: list[Lot] = []
-        for chunk in _chunks(sorted(cutoffs.items()), 200):
-            cond = or_(*[and_(t.lot.c.facility_id == f, t.lot.c.received_at < cutoff) for f, cutoff in chunk])
-            q = select(t.lot).where(t.lot.c.status == str(LotStatus.PLEDGED), cond)
-            out.extend(lot_from_row(r) for r in await self.conn.execute(q))
+        for chunk in _chunks(sorted(cutoffs), 1000):
+            latest = max(cutoffs[f] for f in chunk)
+            q = select(t.lot).where(
+                t.lot.c.facility_id.in_(chunk),
+                t.lot.c.status == str(LotStatus.PLEDGED),
+                t.lot.c.received_at < latest,
+            )
+            for r in await self.conn.execute(q):
+                lot = lot_from_row(r)
+                if lot.received_at is not None and lot.received_at < cutoffs[lot.facility_id]:
+                    out.append(lot)
         return out
 
     async def put_facility_states(self, rows: Sequence[FacilityStateRow]) -> None:
