@@ -16,7 +16,7 @@ from api.settings import Settings
 from ledger.core.errors import LedgerError
 from ledger.service import LedgerService
 from ledger.store.engine import create_engine
-from ledger.store.schema import migrate
+from migrations import migrate
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore
 
 app = typer.Typer(help="IoT inventory-pledge financing platform", no_args_is_help=True)

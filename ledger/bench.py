@@ -26,7 +26,7 @@ from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.service import LedgerService, LotRegistration
 from ledger.store.engine import create_engine
-from ledger.store.schema import migrate
+from migrations import migrate
 from ledger.store.sql import PostgresStore
 
 SKUS = [f"BENCH-{i}" for i in range(10)]

@@ -12,7 +12,7 @@ journal) with the same pure functions; the property tests check the two paths ag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,6 +54,7 @@ from ledger.store.port import (
 )
 
 Clock = Callable[[], datetime]
+BaseListener = Callable[[Any, dict[str, BorrowingBase], str, datetime], Awaitable[None]]
 ZERO = Decimal(0)
 
 
@@ -109,6 +110,26 @@ class LedgerService:
         # Facility terms are immutable once created (a change of terms is a new facility), so
         # they are cached per process; the money state (frozen, outstanding) is never cached.
         self._facilities: dict[str, Facility] = {}
+        self._listeners: list[BaseListener] = []
+
+    def subscribe(self, listener: BaseListener) -> None:
+        """Call `listener(tx, bases, trigger, now)` inside every transaction that changes a BB.
+
+        The credit layer uses it to re-check LTV lines and over-advance in the same transaction
+        as the movement or revaluation that moved the borrowing base.
+        """
+        self._listeners.append(listener)
+
+    async def _notify(
+        self, tx: LedgerTx, bases: dict[str, BorrowingBase], trigger: str, now: datetime
+    ) -> None:
+        if bases:
+            for listener in self._listeners:
+                await listener(tx, bases, trigger, now)
+
+    def transaction(self) -> Any:
+        """A unit of work on the ledger's store, for callers that add their own writes."""
+        return self.store.transaction()
 
     # --- reference data ------------------------------------------------------------------------
     async def add(self, obj: Site | Zone | Sku | Borrower) -> None:
@@ -128,35 +149,39 @@ class LedgerService:
 
     async def create_facility(self, f: Facility) -> BorrowingBase:
         """Create a facility with a position row per financed SKU; checks every reference."""
-        now = self.clock()
         async with self.store.transaction() as tx:
-            if await tx.get_reference(Borrower, f.borrower_id) is None:
-                raise UnknownBorrower(f.borrower_id)
-            for site_id in f.approved_sites:
-                if await tx.get_reference(Site, site_id) is None:
-                    raise UnknownSite(site_id)
-            markets = await tx.sku_markets(f.terms)
-            rows = []
-            for sku_id in sorted(f.terms):
-                sku = await tx.get_reference(Sku, sku_id)
-                if sku is None:
-                    raise UnknownSku(sku_id)
-                f.check_sku_currency(sku)
-                m = markets.get(sku_id)
-                rows.append(
-                    PositionRow(
-                        f.facility_id,
-                        sku_id,
-                        ZERO,
-                        ZERO,
-                        m.price if m else None,
-                        m.price_at if m else None,
-                        self._haircut(f, m.sigma if m else None),
-                    )
+            return await self.create_facility_in(tx, f)
+
+    async def create_facility_in(self, tx: LedgerTx, f: Facility) -> BorrowingBase:
+        """`create_facility` inside a caller's transaction (the credit layer adds its state)."""
+        now = self.clock()
+        if await tx.get_reference(Borrower, f.borrower_id) is None:
+            raise UnknownBorrower(f.borrower_id)
+        for site_id in f.approved_sites:
+            if await tx.get_reference(Site, site_id) is None:
+                raise UnknownSite(site_id)
+        markets = await tx.sku_markets(f.terms)
+        rows = []
+        for sku_id in sorted(f.terms):
+            sku = await tx.get_reference(Sku, sku_id)
+            if sku is None:
+                raise UnknownSku(sku_id)
+            f.check_sku_currency(sku)
+            m = markets.get(sku_id)
+            rows.append(
+                PositionRow(
+                    f.facility_id,
+                    sku_id,
+                    ZERO,
+                    ZERO,
+                    m.price if m else None,
+                    m.price_at if m else None,
+                    self._haircut(f, m.sigma if m else None),
                 )
-            await tx.insert_facility(f, now)
-            await tx.insert_positions(rows)
-            bases = await self._refresh_states(tx, {f.facility_id: f}, now)
+            )
+        await tx.insert_facility(f, now)
+        await tx.insert_positions(rows)
+        bases = await self._refresh_states(tx, {f.facility_id: f}, now)
         return bases[f.facility_id]
 
     async def facility(self, facility_id: str) -> Facility:
@@ -211,21 +236,27 @@ class LedgerService:
             await self._record_refusal(e, now)
             raise
 
-    async def apply(self, movements: Sequence[Movement]) -> BatchResult:
+    async def apply(self, movements: Sequence[Movement], trigger: str = "movement") -> BatchResult:
         """Apply movements in order, atomically: all of them or none (typed error)."""
-        now = self.clock()
         async with self.store.transaction() as tx:
-            current = await tx.lots_by_id([m.lot_id for m in movements], lock=True)
-            await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
-            changes = []
-            for mv in movements:
-                lot = current.get(mv.lot_id)
-                if lot is None:
-                    raise UnknownLot(mv.lot_id)
-                after = apply_movement(lot, mv)
-                changes.append(Change(lot, after, mv.kind, mv.at, mv.evidence, mv.reason))
-                current[mv.lot_id] = after
-            return await self._commit(tx, changes, now)
+            return await self.apply_in(tx, movements, trigger)
+
+    async def apply_in(
+        self, tx: LedgerTx, movements: Sequence[Movement], trigger: str = "movement"
+    ) -> BatchResult:
+        """`apply` inside a caller's transaction (the gateway commits evidence with it)."""
+        now = self.clock()
+        current = await tx.lots_by_id([m.lot_id for m in movements], lock=True)
+        await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
+        changes = []
+        for mv in movements:
+            lot = current.get(mv.lot_id)
+            if lot is None:
+                raise UnknownLot(mv.lot_id)
+            after = apply_movement(lot, mv)
+            changes.append(Change(lot, after, mv.kind, mv.at, mv.evidence, mv.reason))
+            current[mv.lot_id] = after
+        return await self._commit(tx, changes, now, trigger)
 
     async def lots_by_epc(self, epcs: Iterable[str]) -> dict[str, Lot]:
         async with self.store.transaction() as tx:
@@ -274,6 +305,7 @@ class LedgerService:
             ]
             await tx.update_position_prices(rows)
             bases = await self._refresh_states(tx, facilities, now)
+            await self._notify(tx, bases, "revaluation", now)
         return RevaluationResult(sku.sku_id, latest, sigma, len(facility_ids), bases)
 
     async def price_history(
@@ -283,6 +315,14 @@ class LedgerService:
             return await tx.price_history(sku_id, until, limit)
 
     # --- queries ---------------------------------------------------------------------------------
+    async def bases_in(self, tx: LedgerTx, facility_ids: Iterable[str]) -> dict[str, BorrowingBase]:
+        """Current BBs of facilities inside a caller's transaction."""
+        facilities = await self._load_facilities(tx, facility_ids)
+        return await self._bases(tx, facilities, self.clock())
+
+    async def facility_in(self, tx: LedgerTx, facility_id: str) -> Facility:
+        return await self._facility(tx, facility_id)
+
     async def borrowing_base(self, facility_id: str) -> BorrowingBase:
         """The current BB from the incrementally maintained positions (cheap)."""
         now = self.clock()
@@ -416,15 +456,30 @@ class LedgerService:
             status = LotStatus.IN_STOCK if r.received else LotStatus.EXPECTED
             if r.received and r.pledge:
                 status = LotStatus.PLEDGED
-            lots.append(Lot(r.lot_id, r.facility_id, r.epc, r.sku_id, r.quantity, r.site_id, r.zone_id,
-                            status, r.pledge, r.verified, now if r.received else None))
+            lots.append(
+                Lot(
+                    r.lot_id,
+                    r.facility_id,
+                    r.epc,
+                    r.sku_id,
+                    r.quantity,
+                    r.site_id,
+                    r.zone_id,
+                    status,
+                    r.pledge,
+                    r.verified,
+                    now if r.received else None,
+                )
+            )
         return lots
 
     async def _record_refusal(self, e: DoublePledge, now: datetime) -> None:
         async with self.store.transaction() as tx:
             await tx.record_pledge_refusal(now, e.epc, e.lot_id, e.requested_by, e.pledged_to, e.message)
 
-    async def _commit(self, tx: LedgerTx, changes: Sequence[Change], now: datetime) -> BatchResult:
+    async def _commit(
+        self, tx: LedgerTx, changes: Sequence[Change], now: datetime, trigger: str = "movement"
+    ) -> BatchResult:
         """Journal the changes, update lots, the pledge registry, positions and facility states."""
         facility_ids = {c.after.facility_id for c in changes}
         heads = await tx.lock_heads(facility_ids)
@@ -443,6 +498,7 @@ class LedgerService:
         # Only a change of a position changes a BB (time-driven changes, ageing and stale prices,
         # are applied when a BB is read): facilities whose lots merely moved zone are not touched.
         bases = await self._refresh_states(tx, {f: facilities[f] for f in moved}, now)
+        await self._notify(tx, bases, trigger, now)
         return BatchResult(tuple(entries), bases)
 
     async def _write_lots_and_pledges(self, tx: LedgerTx, changes: Sequence[Change], now: datetime) -> None:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.store.engine import create_engine
-from ledger.store.schema import migrate
+from migrations import migrate
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore
 
 PG_URL = os.environ.get("PLEDGE_TEST_DATABASE_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")

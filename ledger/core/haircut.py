@@ -35,7 +35,9 @@ class HaircutPolicy:
 def daily_volatility(prices: Sequence[Decimal], policy: HaircutPolicy) -> Decimal | None:
     """Std-dev of daily log returns of the last `window` prices (oldest first), or None."""
     window = list(prices)[-(policy.window + 1) :]
-    if len(window) - 1 < policy.min_returns:
+    # A sample std-dev needs two returns whatever min_returns says: numpy would return NaN (and
+    # warn) for one, and NaN cannot become a haircut.
+    if len(window) - 1 < max(policy.min_returns, 2):
         return None
     arr = np.array([float(p) for p in window], dtype=np.float64)
     returns = np.diff(np.log(arr))

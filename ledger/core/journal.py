@@ -111,7 +111,9 @@ def verify_chain(facility_id: str, entries: Iterable[JournalEntry]) -> ChainBrea
         if e.prev_hash != prev:
             return ChainBreak(facility_id, e.seq, "previous-hash link does not match the entry before")
         payload = canonical_bytes(e.facility_id, e.seq, e.at, e.kind, e.lot, e.evidence, e.reason)
-        if e.facility_id != facility_id or chain_hash(prev, payload) != e.hash:
+        # The hash covers the entry's facility id, not lot.facility_id: check that they agree.
+        wrong_facility = e.facility_id != facility_id or e.lot.facility_id != facility_id
+        if wrong_facility or chain_hash(prev, payload) != e.hash:
             return ChainBreak(facility_id, e.seq, "content does not match its hash (edited)")
         prev, expected_seq = e.hash, expected_seq + 1
     return None

@@ -62,8 +62,8 @@ class Lot:
 
     def __post_init__(self) -> None:
         check_id("lot", self.lot_id)
-        if not isinstance(self.quantity, Decimal) or self.quantity <= 0:
-            raise InvalidAmount("quantity", self.quantity, "must be a Decimal greater than zero")
+        if not _positive_decimal(self.quantity):
+            raise InvalidAmount("quantity", self.quantity, "must be a finite Decimal greater than zero")
         if not self.epc or len(self.epc) > 128:
             raise InvalidReference(f"EPC {self.epc!r} must be 1-128 characters")
 
@@ -91,6 +91,11 @@ class Movement:
     status: LotStatus | None = None
     verified: bool | None = None
     reason: str | None = None
+
+
+def _positive_decimal(value: object) -> bool:
+    # is_finite first: comparing a NaN Decimal raises decimal.InvalidOperation, not our error.
+    return isinstance(value, Decimal) and value.is_finite() and value > 0
 
 
 _ADJUSTABLE_TO = frozenset({LotStatus.QUARANTINED, LotStatus.MISSING, LotStatus.IN_STOCK, LotStatus.PLEDGED})
@@ -139,7 +144,9 @@ def _zone_transfer(lot: Lot, mv: Movement) -> Lot:
 
 
 def _release_authorisation(lot: Lot, mv: Movement) -> Lot:
-    if lot.status not in (LotStatus.PLEDGED, LotStatus.IN_STOCK, LotStatus.EXPECTED):
+    # Not from EXPECTED: release_authorised counts as in the warehouse, so goods that never came
+    # in would enter the pledged market value (and could then be "removed").
+    if lot.status not in (LotStatus.PLEDGED, LotStatus.IN_STOCK):
         raise _refuse(lot, mv)
     return replace(lot, status=LotStatus.RELEASE_AUTHORISED)
 
@@ -161,18 +168,18 @@ def _adjustment(lot: Lot, mv: Movement) -> Lot:
         raise _refuse(lot, mv)
     nxt = lot
     if mv.quantity is not None:
-        if mv.quantity <= 0:
-            raise InvalidAmount("quantity", mv.quantity, "must be greater than zero")
+        if not _positive_decimal(mv.quantity):
+            raise InvalidAmount("quantity", mv.quantity, "must be a finite Decimal greater than zero")
         nxt = replace(nxt, quantity=mv.quantity)
     if mv.verified is not None:
         nxt = replace(nxt, verified=mv.verified)
     if mv.status is not None:
-        if mv.status not in _ADJUSTABLE_TO:
+        # Goods not yet received are neither quarantined nor missing in the warehouse; allowing
+        # it let a lot reach in_stock/pledged without a receipt (no received_at: never ageing).
+        if mv.status not in _ADJUSTABLE_TO or lot.status == LotStatus.EXPECTED:
             raise _refuse(lot, mv)
         target = mv.status
         if target in (LotStatus.IN_STOCK, LotStatus.PLEDGED):  # back to normal (found, cleared)
-            if lot.status == LotStatus.EXPECTED:
-                raise _refuse(lot, mv)
             target = _settled_status(nxt)
         nxt = replace(nxt, status=target)
     return nxt

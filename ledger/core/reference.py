@@ -24,7 +24,15 @@ def check_id(kind: str, ident: str) -> str:
     return ident
 
 
+def _finite(name: str, value: Decimal) -> None:
+    # Checked before any comparison: a NaN Decimal raises decimal.InvalidOperation when compared,
+    # Infinity passes "> 0", and a float or int would only fail later, inside the store.
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise InvalidAmount(name, value, "must be a finite Decimal")
+
+
 def _fraction(name: str, value: Decimal, *, allow_zero: bool = False, upper: Decimal = Decimal(1)) -> None:
+    _finite(name, value)
     low_ok = value >= 0 if allow_zero else value > 0
     if not (low_ok and value <= upper):
         raise InvalidAmount(name, value, f"must be in {'[0' if allow_zero else '(0'}, {upper}]")
@@ -63,6 +71,7 @@ class Sku:
 
     def __post_init__(self) -> None:
         check_id("sku", self.sku_id)
+        _finite("unit_mass_kg", self.unit_mass_kg)
         if self.unit_mass_kg <= 0:
             raise InvalidAmount("unit_mass_kg", self.unit_mass_kg, "must be greater than zero")
         _fraction("mass_tolerance", self.mass_tolerance, allow_zero=True)
@@ -126,6 +135,8 @@ class Facility:
         check_id("facility", self.facility_id)
         check_id("borrower", self.borrower_id)
         check_currency(self.currency)
+        _finite("commitment", self.commitment)
+        _finite("reserves", self.reserves)
         if self.commitment <= 0:
             raise InvalidAmount("commitment", self.commitment, "must be greater than zero")
         if self.reserves < 0:

@@ -24,6 +24,7 @@ from ledger.core.lot import Lot, LotStatus, MovementKind
 from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.store import tables as t
+from ledger.store.credit_sql import CreditSqlMixin
 from ledger.store.port import (
     FacilityStateRow,
     LedgerStore,
@@ -108,7 +109,7 @@ def entry_values(e: JournalEntry) -> dict[str, Any]:
 
 
 @dataclass
-class SqlTx(LedgerTx):
+class SqlTx(CreditSqlMixin, LedgerTx):
     conn: AsyncConnection
     dialect: str
 

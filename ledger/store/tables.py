@@ -212,3 +212,91 @@ facility_state = Table(
     Column("market_value", DecimalType(), nullable=False),
     Column("computed_at", UtcDateTime(), nullable=False),
 )
+
+
+# --- the credit facility's money -------------------------------------------------------------
+
+# One row per facility: its pricing, its money status and the last assessment of its lines.
+# Drawdowns lock this row (SELECT ... FOR UPDATE): two racing drawdowns cannot both pass.
+credit_state = Table(
+    "credit_state",
+    metadata,
+    Column("facility_id", String(64), ForeignKey("facility.facility_id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("funding_cost", DecimalType(), nullable=False),
+    Column("operating_cost", DecimalType(), nullable=False),
+    Column("risk_premium", DecimalType(), nullable=False),
+    Column("margin", DecimalType(), nullable=False),
+    Column("annual_rate", DecimalType(), nullable=False),
+    Column("accrued_through", String(10), nullable=False),  # ISO date: days before it are accrued
+    Column("state", String(16), nullable=False),
+    Column("frozen", Boolean, nullable=False),
+    Column("last_outstanding", DecimalType(), nullable=False),
+    Column("last_bb", DecimalType(), nullable=False),
+    Column("last_market_value", DecimalType(), nullable=False),
+    Column("posting_seq", Integer, nullable=False),
+)
+
+# Balances are updated in the same transaction as their postings; `pledge credit check`
+# re-derives them from posting_line and compares.
+account_balance = Table(
+    "account_balance",
+    metadata,
+    Column("facility_id", String(64), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("balance", DecimalType(), nullable=False),  # debit positive
+)
+
+posting = Table(
+    "posting",
+    metadata,
+    Column("facility_id", String(64), primary_key=True),
+    Column("posting_id", String(64), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", DecimalType(), nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Index("ux_posting_facility_seq", "facility_id", "seq", unique=True),
+    Index("ix_posting_facility_at", "facility_id", "at"),
+)
+
+posting_line = Table(
+    "posting_line",
+    metadata,
+    Column("facility_id", String(64), primary_key=True),
+    Column("posting_id", String(64), primary_key=True),
+    Column("line_no", Integer, primary_key=True, autoincrement=False),
+    Column("account", String(32), nullable=False),
+    Column("debit", DecimalType(), nullable=False),
+    Column("credit", DecimalType(), nullable=False),
+)
+
+# Facts of the credit line (margin calls, freezes, cures, releases) that alerting will act on.
+credit_event = Table(
+    "credit_event",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("facility_id", String(64), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("trigger", String(24), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Index("ix_credit_event_facility", "facility_id", "event_id"),
+)
+
+release = Table(
+    "release",
+    metadata,
+    Column("release_id", String(64), primary_key=True),
+    Column("facility_id", String(64), nullable=False, index=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),  # approved | refused
+    Column("lot_ids", JSON, nullable=False),
+    Column("bb_after", DecimalType(), nullable=False),
+    Column("outstanding", DecimalType(), nullable=False),
+    Column("repay_first", DecimalType(), nullable=False),
+)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from alembic import context
 
+import api.tables  # noqa: F401  (registers its tables on the shared metadata)
 from ledger.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - guarded for people running bare `alembic`
-    raise RuntimeError("run migrations with `pledge db upgrade` (ledger.store.schema.migrate)")
+    raise RuntimeError("run migrations with `pledge db upgrade` (migrations.migrate)")
 
 context.configure(
     connection=connection,

@@ -1,0 +1,490 @@
+"""Use cases of the credit facility: open, draw, repay, accrue, release, statement, lines.
+
+Every money operation runs in one transaction that first locks the facility's `credit_state`
+row (SELECT ... FOR UPDATE on PostgreSQL; SQLite has a single writer), then accrues interest up
+to today, reads the borrowing base, checks the rules of the pure core (ledger.core.credit_line)
+and books balanced postings, updating balances in the same transaction. Two racing drawdowns
+therefore see each other's effect and can never together exceed availability.
+
+"Outstanding" is everything owed: principal + accrued interest + fees. Availability, LTV and
+over-advance are measured on it (the conservative reading of the contract).
+
+After every drawdown, repayment, movement and revaluation the lines are re-assessed; crossing
+the warning line raises a margin call, crossing the liquidation line or an over-advance freezes
+drawdowns until cured. Each is a `credit_event` row with its facts, for alerting (later issue).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from ledger.core.borrowing_base import BorrowingBase
+from ledger.core.credit_line import (
+    CreditAssessment,
+    Trigger,
+    assess,
+    check_drawdown,
+    check_release,
+    transitions,
+)
+from ledger.core.errors import InvalidReference, LedgerError, ReleaseRefused, UnknownFacility, UnknownLot
+from ledger.core.interest import daily_interest
+from ledger.core.lot import LotStatus, Movement, MovementKind
+from ledger.core.posting import (
+    Balances,
+    Posting,
+    drawdown_posting,
+    interest_accrual_posting,
+    repayment_postings,
+)
+from ledger.core.pricing import RateBreakdown, RatePlan, facility_rate
+from ledger.core.reference import Facility
+from ledger.core.statement import Statement, statement
+from ledger.service import Clock, LedgerService
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FacilitySummary:
+    """What an SME and a collateral manager see of a facility, at `as_of`."""
+
+    facility_id: str
+    borrower_id: str
+    currency: str
+    status: str
+    commitment: Decimal
+    borrowing_base: Decimal
+    market_value: Decimal
+    principal: Decimal
+    accrued_interest: Decimal
+    fees: Decimal
+    outstanding: Decimal
+    availability: Decimal
+    ltv: Decimal | None
+    state: str
+    frozen: bool
+    over_advance: Decimal
+    margin_call_cash: Decimal | None
+    margin_call_goods_value: Decimal | None
+    rate: RateBreakdown
+    as_of: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyResult:
+    posting: Posting
+    summary: FacilitySummary
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    release_id: str
+    lot_ids: tuple[str, ...]
+    quantity: Decimal
+    bb_after: Decimal
+    outstanding: Decimal
+    summary: FacilitySummary
+
+
+class CreditService:
+    def __init__(self, ledger: LedgerService, clock: Clock, rate_plan: RatePlan) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.rate_plan = rate_plan
+        ledger.subscribe(self._reassess)
+
+    # --- facilities ------------------------------------------------------------------------------
+    async def open_facility(self, f: Facility, tier: str) -> FacilitySummary:
+        """Create the facility in the collateral ledger and its credit state, priced cost-plus."""
+        rate = facility_rate(self.rate_plan, tier)
+        now = self.clock()
+        async with self.ledger.transaction() as tx:
+            bb = await self.ledger.create_facility_in(tx, f)
+            await tx.insert_credit_state(
+                {
+                    "facility_id": f.facility_id,
+                    "status": f.status,
+                    "tier": tier,
+                    "funding_cost": rate.funding_cost,
+                    "operating_cost": rate.operating_cost,
+                    "risk_premium": rate.risk_premium,
+                    "margin": rate.margin,
+                    "annual_rate": rate.total,
+                    "accrued_through": now.date().isoformat(),
+                    "state": "ok",
+                    "frozen": False,
+                    "last_outstanding": ZERO,
+                    "last_bb": bb.borrowing_base,
+                    "last_market_value": bb.market_value,
+                    "posting_seq": 0,
+                }
+            )
+            return await self._summary_in(tx, f.facility_id, now)
+
+    async def summary(self, facility_id: str) -> FacilitySummary:
+        async with self.ledger.transaction() as tx:
+            return await self._summary_in(tx, facility_id, self.clock())
+
+    # --- money -----------------------------------------------------------------------------------
+    async def draw(
+        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
+    ) -> MoneyResult:
+        """Lend `amount` now if the facility is active, not frozen and it fits the availability."""
+        now = self.clock()
+        async with self.ledger.transaction() as tx:
+            st, f = await self._lock(tx, facility_id, now)
+            a = await self._assess_in(tx, f, st)
+            check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, facility_id)
+            posting = drawdown_posting(
+                self._pid(),
+                facility_id,
+                now,
+                amount,
+                f.currency,
+                memo="drawdown",
+                idempotency_key=idempotency_key,
+            )
+            await self._book(tx, st, [posting])
+            await self._after(tx, f, st, "drawdown", now)
+            return MoneyResult(posting, await self._summary_in(tx, facility_id, now))
+
+    async def repay(
+        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
+    ) -> MoneyResult:
+        """Repay: interest first, then fees, then principal; more than owed is refused."""
+        now = self.clock()
+        async with self.ledger.transaction() as tx:
+            st, f = await self._lock(tx, facility_id, now)
+            bal = await self._balances(tx, f)
+            (posting,) = repayment_postings(
+                self._pid(),
+                facility_id,
+                now,
+                amount,
+                bal.owed,
+                f.currency,
+                memo="repayment",
+                idempotency_key=idempotency_key,
+            )
+            await self._book(tx, st, [posting])
+            await self._after(tx, f, st, "repayment", now)
+            return MoneyResult(posting, await self._summary_in(tx, facility_id, now))
+
+    async def accrue(self, facility_id: str) -> FacilitySummary:
+        """Book interest for every whole day not yet accrued (a daily job also calls this)."""
+        now = self.clock()
+        async with self.ledger.transaction() as tx:
+            await self._lock(tx, facility_id, now)
+            return await self._summary_in(tx, facility_id, now)
+
+    # --- releases --------------------------------------------------------------------------------
+    async def release(
+        self,
+        facility_id: str,
+        lot_ids: Sequence[str] | None = None,
+        sku_id: str | None = None,
+        quantity: Decimal | None = None,
+    ) -> ReleaseResult:
+        """Authorise lots to leave if the BB after their release still covers the outstanding.
+
+        Either `lot_ids`, or `sku_id` + `quantity` (oldest pledged lots of that SKU first, until
+        the quantity is covered). Refused: ReleaseRefused with the amount to repay first.
+        """
+        now = self.clock()
+        release_id = f"R-{uuid.uuid4().hex[:16]}"
+        try:
+            async with self.ledger.transaction() as tx:
+                _st, f = await self._lock(tx, facility_id, now)
+                lots = await self._pick_lots(tx, f, lot_ids, sku_id, quantity)
+                moves = [
+                    Movement(
+                        MovementKind.RELEASE_AUTHORISATION,
+                        lot.lot_id,
+                        now,
+                        (release_id,),
+                        reason="release requested by borrower",
+                    )
+                    for lot in lots
+                ]
+                await self.ledger.apply_in(tx, moves, trigger="release")
+                bb_after = (await self.ledger.bases_in(tx, [facility_id]))[facility_id].borrowing_base
+                outstanding = (await self._balances(tx, f)).total_owed
+                check_release(outstanding, bb_after, facility_id, f.currency)
+                await tx.insert_release(
+                    {
+                        "release_id": release_id,
+                        "facility_id": facility_id,
+                        "at": now,
+                        "status": "approved",
+                        "lot_ids": [lot.lot_id for lot in lots],
+                        "bb_after": bb_after,
+                        "outstanding": outstanding,
+                        "repay_first": ZERO,
+                    }
+                )
+                await tx.insert_credit_events(
+                    [
+                        _event_row(
+                            facility_id,
+                            now,
+                            "release_approved",
+                            "release",
+                            {
+                                "release_id": release_id,
+                                "lot_ids": [lot.lot_id for lot in lots],
+                                "bb_after": str(bb_after),
+                                "outstanding": str(outstanding),
+                            },
+                        )
+                    ]
+                )
+                return ReleaseResult(
+                    release_id,
+                    tuple(lot.lot_id for lot in lots),
+                    sum((lot.quantity for lot in lots), ZERO),
+                    bb_after,
+                    outstanding,
+                    await self._summary_in(tx, facility_id, now),
+                )
+        except ReleaseRefused as e:
+            async with self.ledger.transaction() as tx:
+                await tx.insert_credit_events(
+                    [
+                        _event_row(
+                            facility_id,
+                            now,
+                            "release_refused",
+                            "release",
+                            {
+                                "release_id": release_id,
+                                "repay_first": str(e.repay_first),
+                                "reason": e.message,
+                            },
+                        )
+                    ]
+                )
+            raise
+
+    async def _pick_lots(
+        self,
+        tx: Any,
+        f: Facility,
+        lot_ids: Sequence[str] | None,
+        sku_id: str | None,
+        quantity: Decimal | None,
+    ) -> list[Any]:
+        if lot_ids:
+            if len(set(lot_ids)) != len(lot_ids):
+                raise InvalidReference("lot_ids must not repeat a lot")
+            found = await tx.lots_by_id(lot_ids)
+            for lot_id in lot_ids:
+                lot = found.get(lot_id)
+                if lot is None or lot.facility_id != f.facility_id:
+                    raise UnknownLot(lot_id)
+            return [found[i] for i in lot_ids]
+        if sku_id is None or quantity is None or quantity <= 0:
+            raise InvalidReference("a release names lot_ids, or a sku_id and a quantity > 0")
+        candidates = await tx.query_lots(
+            f.facility_id, None, None, sku_id, None, str(LotStatus.PLEDGED), None, 10_000
+        )
+        candidates.sort(key=lambda lot: (lot.received_at or now_min(), lot.lot_id))
+        picked, total = [], ZERO
+        for lot in candidates:
+            if total >= quantity:
+                break
+            picked.append(lot)
+            total += lot.quantity
+        if total < quantity:
+            raise InvalidReference(f"only {total} of {sku_id} is pledged in stock; {quantity} was asked")
+        return picked
+
+    # --- statements and events ---------------------------------------------------------------------
+    async def statement(self, facility_id: str, start: datetime, end: datetime) -> Statement:
+        async with self.ledger.transaction() as tx:
+            f = await self.ledger.facility_in(tx, facility_id)
+            postings = await tx.postings(facility_id, until=end)
+        return statement(postings, facility_id, start, end, f.currency)
+
+    async def events(self, facility_id: str, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.ledger.transaction() as tx:
+            await self.ledger.facility_in(tx, facility_id)
+            return await tx.credit_events(facility_id, after_id, limit)
+
+    async def check_balances(self, facility_id: str) -> tuple[bool, dict[str, Decimal], dict[str, Decimal]]:
+        """Re-derive balances from every posting and compare with the stored balances."""
+        async with self.ledger.transaction() as tx:
+            f = await self.ledger.facility_in(tx, facility_id)
+            stored = (await tx.balances([facility_id]))[facility_id]
+            derived = Balances.from_postings(await tx.postings(facility_id), currency=f.currency)
+        derived_map = {a: b for a, b in derived.amounts.items() if b != 0}
+        stored_map = {a: b for a, b in stored.items() if b != 0}
+        return derived_map == stored_map, stored_map, derived_map
+
+    # --- internals -------------------------------------------------------------------------------
+    @staticmethod
+    def _pid() -> str:
+        return f"P-{uuid.uuid4().hex[:20]}"
+
+    async def _lock(self, tx: Any, facility_id: str, now: datetime) -> tuple[dict[str, Any], Facility]:
+        st = await tx.lock_credit_state(facility_id)
+        if st is None:
+            raise UnknownFacility(facility_id)
+        f = await self.ledger.facility_in(tx, facility_id)
+        await self._accrue_in(tx, st, f, now)
+        return st, f
+
+    async def _accrue_in(self, tx: Any, st: dict[str, Any], f: Facility, now: datetime) -> None:
+        """Book one interest posting per whole day in [accrued_through, today) (act/365).
+
+        The principal is constant over those days: it changes only through postings, and every
+        posting accrues first. So each day's interest is on that day's end-of-day principal.
+        """
+        start, today = date.fromisoformat(st["accrued_through"]), now.date()
+        if start >= today:
+            return
+        principal = (await self._balances(tx, f)).principal
+        postings = []
+        day = start
+        while day < today and principal > 0:
+            amount = daily_interest(principal, st["annual_rate"], f.currency)
+            if amount > 0:
+                at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+                postings.append(
+                    interest_accrual_posting(
+                        f"I-{f.facility_id}-{day.isoformat()}",
+                        f.facility_id,
+                        at,
+                        amount,
+                        f.currency,
+                        memo=f"interest {day.isoformat()} act/365 on {principal}",
+                    )
+                )
+            day += timedelta(days=1)
+        await self._book(tx, st, postings)
+        st["accrued_through"] = today.isoformat()
+        await tx.update_credit_states([{"facility_id": f.facility_id, "accrued_through": today.isoformat()}])
+
+    async def _book(self, tx: Any, st: dict[str, Any], postings: list[Posting]) -> None:
+        if not postings:
+            return
+        fid = postings[0].facility_id
+        stored = (await tx.balances([fid]))[fid]
+        bal = Balances(postings[0].currency, fid, stored) if stored else Balances(postings[0].currency, fid)
+        for p in postings:
+            bal = bal.apply(p)
+        await tx.insert_postings(postings, st["posting_seq"] + 1)
+        st["posting_seq"] += len(postings)
+        await tx.put_balances(fid, dict(bal.amounts))
+        await tx.update_credit_states([{"facility_id": fid, "posting_seq": st["posting_seq"]}])
+
+    async def _balances(self, tx: Any, f: Facility) -> Balances:
+        stored = (await tx.balances([f.facility_id]))[f.facility_id]
+        return Balances(f.currency, f.facility_id, stored) if stored else Balances(f.currency, f.facility_id)
+
+    async def _assess_in(self, tx: Any, f: Facility, st: dict[str, Any]) -> CreditAssessment:
+        bb = (await self.ledger.bases_in(tx, [f.facility_id]))[f.facility_id]
+        owed = (await self._balances(tx, f)).total_owed
+        return _assess(f, owed, bb.borrowing_base, bb.market_value)
+
+    async def _after(self, tx: Any, f: Facility, st: dict[str, Any], trigger: str, now: datetime) -> None:
+        bb = (await self.ledger.bases_in(tx, [f.facility_id]))[f.facility_id]
+        await self._reassess(tx, {f.facility_id: bb}, trigger, now)
+
+    async def _reassess(self, tx: Any, bases: dict[str, BorrowingBase], trigger: str, now: datetime) -> None:
+        """Re-check lines for facilities whose BB (or outstanding) may have moved; record events."""
+        states = await tx.credit_states(bases)
+        balances = await tx.balances(states)
+        facilities = {fid: await self.ledger.facility_in(tx, fid) for fid in states}
+        updates, events = [], []
+        for fid, st in states.items():
+            f = facilities[fid]
+            owed = Balances(f.currency, fid, balances[fid]).total_owed if balances[fid] else ZERO
+            prev = _assess(f, st["last_outstanding"], st["last_bb"], st["last_market_value"])
+            cur = _assess(f, owed, bases[fid].borrowing_base, bases[fid].market_value)
+            for ev in transitions(prev, cur, cast(Trigger, trigger if trigger in _TRIGGERS else "movement")):
+                events.append(_event_row(fid, now, ev.kind, trigger, ev.facts()))
+            updates.append(
+                {
+                    "facility_id": fid,
+                    "state": cur.state,
+                    "frozen": cur.frozen,
+                    "last_outstanding": owed,
+                    "last_bb": bases[fid].borrowing_base,
+                    "last_market_value": bases[fid].market_value,
+                }
+            )
+        await tx.update_credit_states(updates)
+        await tx.insert_credit_events(events)
+
+    async def _summary_in(self, tx: Any, facility_id: str, now: datetime) -> FacilitySummary:
+        st = (await tx.credit_states([facility_id])).get(facility_id)
+        if st is None:
+            raise UnknownFacility(facility_id)
+        f = await self.ledger.facility_in(tx, facility_id)
+        bal = await self._balances(tx, f)
+        pending = _pending_interest(st, bal.principal, f.currency, now)
+        bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
+        owed = bal.total_owed + pending
+        a = _assess(f, owed, bb.borrowing_base, bb.market_value)
+        mc = a.margin_call
+        return FacilitySummary(
+            facility_id,
+            f.borrower_id,
+            f.currency,
+            st["status"],
+            f.commitment,
+            bb.borrowing_base,
+            bb.market_value,
+            bal.principal,
+            bal.interest_receivable + pending,
+            bal.fees_receivable,
+            owed,
+            a.availability,
+            a.ltv,
+            a.state,
+            a.frozen,
+            a.over_advance,
+            mc.cash_needed if mc else None,
+            mc.goods_value_needed if mc else None,
+            RateBreakdown(
+                st["funding_cost"],
+                st["operating_cost"],
+                st["risk_premium"],
+                st["margin"],
+                st["annual_rate"],
+                st["tier"],
+            ),
+            now,
+        )
+
+
+_TRIGGERS = {"movement", "revaluation", "drawdown", "repayment", "release", "interest_accrual", "fee"}
+
+
+def _assess(f: Facility, owed: Decimal, bb: Decimal, market_value: Decimal) -> CreditAssessment:
+    return assess(owed, bb, market_value, f.commitment, f.warning_ltv, f.liquidation_ltv, f.currency)
+
+
+def _pending_interest(st: dict[str, Any], principal: Decimal, currency: str, now: datetime) -> Decimal:
+    """Interest of whole days not yet booked (shown on reads; booked by the next money call)."""
+    days = (now.date() - date.fromisoformat(st["accrued_through"])).days
+    if days <= 0 or principal <= 0:
+        return ZERO
+    return daily_interest(principal, st["annual_rate"], currency) * days
+
+
+def _event_row(fid: str, at: datetime, kind: str, trigger: str, facts: dict[str, Any]) -> dict[str, Any]:
+    return {"facility_id": fid, "at": at, "kind": kind, "trigger": trigger, "facts": facts}
+
+
+def now_min() -> datetime:
+    return datetime.min.replace(tzinfo=UTC)
+
+
+__all__ = ["CreditService", "FacilitySummary", "LedgerError", "MoneyResult", "ReleaseResult"]

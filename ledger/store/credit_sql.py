@@ -1,0 +1,180 @@
+"""SQL side of the credit facility's money (mixed into `SqlTx`): credit state, postings and
+balances, credit events and releases. Same two databases, same rules as ledger/store/sql.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.core.posting import Posting, PostingLine
+from ledger.store import tables as t
+
+
+class CreditSqlMixin:
+    conn: AsyncConnection
+    dialect: str
+
+    async def insert_credit_state(self, values: dict[str, Any]) -> None:
+        await self.conn.execute(t.credit_state.insert().values(values))
+
+    async def lock_credit_state(self, facility_id: str) -> dict[str, Any] | None:
+        q = select(t.credit_state).where(t.credit_state.c.facility_id == facility_id)
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = (await self.conn.execute(q)).first()
+        return None if row is None else dict(row._mapping)
+
+    async def credit_states(self, facility_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = sorted(set(facility_ids))
+        if not ids:
+            return {}
+        rows = await self.conn.execute(select(t.credit_state).where(t.credit_state.c.facility_id.in_(ids)))
+        return {r.facility_id: dict(r._mapping) for r in rows}
+
+    async def update_credit_states(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = [k for k in rows[0] if k != "facility_id"]
+        stmt = (
+            update(t.credit_state)
+            .where(t.credit_state.c.facility_id == bindparam("b_facility_id"))
+            .values({c: bindparam(c) for c in cols})
+        )
+        await self.conn.execute(
+            stmt, [{"b_facility_id": r["facility_id"], **{c: r[c] for c in cols}} for r in rows]
+        )
+
+    async def balances(self, facility_ids: Iterable[str]) -> dict[str, dict[str, Decimal]]:
+        ids = sorted(set(facility_ids))
+        out: dict[str, dict[str, Decimal]] = {f: {} for f in ids}
+        if ids:
+            rows = await self.conn.execute(
+                select(t.account_balance).where(t.account_balance.c.facility_id.in_(ids))
+            )
+            for r in rows:
+                out[r.facility_id][r.account] = r.balance
+        return out
+
+    async def put_balances(self, facility_id: str, balances: dict[str, Decimal]) -> None:
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(t.account_balance)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["facility_id", "account"], set_={"balance": ins.excluded.balance}
+        )
+        await self.conn.execute(
+            stmt, [{"facility_id": facility_id, "account": a, "balance": b} for a, b in balances.items()]
+        )
+
+    async def insert_postings(self, postings: Sequence[Posting], first_seq: int) -> None:
+        if not postings:
+            return
+        await self.conn.execute(
+            t.posting.insert(),
+            [
+                {
+                    "facility_id": p.facility_id,
+                    "posting_id": p.posting_id,
+                    "seq": first_seq + i,
+                    "at": p.at,
+                    "kind": p.kind,
+                    "currency": p.currency,
+                    "amount": p.amount,
+                    "memo": p.memo,
+                    "idempotency_key": p.idempotency_key,
+                }
+                for i, p in enumerate(postings)
+            ],
+        )
+        await self.conn.execute(
+            t.posting_line.insert(),
+            [
+                {
+                    "facility_id": p.facility_id,
+                    "posting_id": p.posting_id,
+                    "line_no": n,
+                    "account": line.account,
+                    "debit": line.debit,
+                    "credit": line.credit,
+                }
+                for p in postings
+                for n, line in enumerate(p.lines)
+            ],
+        )
+
+    async def postings(
+        self, facility_id: str, until: datetime | None = None, after_seq: int = 0, limit: int | None = None
+    ) -> list[Posting]:
+        q = (
+            select(t.posting)
+            .where(t.posting.c.facility_id == facility_id, t.posting.c.seq > after_seq)
+            .order_by(t.posting.c.seq)
+        )
+        if until is not None:
+            q = q.where(t.posting.c.at < until)
+        if limit is not None:
+            q = q.limit(limit)
+        heads = (await self.conn.execute(q)).all()
+        if not heads:
+            return []
+        ids = [h.posting_id for h in heads]
+        lines: dict[str, list[PostingLine]] = {i: [] for i in ids}
+        for chunk_start in range(0, len(ids), 5000):
+            chunk = ids[chunk_start : chunk_start + 5000]
+            rows = await self.conn.execute(
+                select(t.posting_line)
+                .where(t.posting_line.c.facility_id == facility_id, t.posting_line.c.posting_id.in_(chunk))
+                .order_by(t.posting_line.c.posting_id, t.posting_line.c.line_no)
+            )
+            for r in rows:
+                lines[r.posting_id].append(_line(r.account, r.debit, r.credit))
+        return [
+            Posting(
+                h.posting_id,
+                h.facility_id,
+                h.at,
+                h.kind,
+                tuple(lines[h.posting_id]),
+                h.currency,
+                h.memo,
+                h.idempotency_key,
+            )
+            for h in heads
+        ]
+
+    async def insert_credit_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(t.credit_event.insert(), list(rows))
+
+    async def credit_events(
+        self, facility_id: str, after_id: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            select(t.credit_event)
+            .where(t.credit_event.c.facility_id == facility_id, t.credit_event.c.event_id > after_id)
+            .order_by(t.credit_event.c.event_id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def latest_credit_event_id(self) -> int:
+        from sqlalchemy import func
+
+        return int((await self.conn.execute(select(func.max(t.credit_event.c.event_id)))).scalar() or 0)
+
+    async def insert_release(self, values: dict[str, Any]) -> None:
+        await self.conn.execute(t.release.insert().values(values))
+
+    async def releases(self, facility_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            select(t.release).where(t.release.c.facility_id == facility_id).order_by(t.release.c.at)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def _line(account: str, debit: Decimal, credit: Decimal) -> PostingLine:
+    return PostingLine(account, debit, credit)

@@ -1,0 +1,90 @@
+"""The credit facility told as stories on both stores: draw, repay, accrue, release, lines."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from ledger.core.errors import FacilityFrozen, InsufficientAvailability, Overpayment, ReleaseRefused
+from ledger.core.lot import Movement, MovementKind
+from ledger.core.pricing import RatePlan
+from ledger.credit import CreditService
+from ledger.service import LedgerService
+from tests.ledger.world import build, facility, lot, price
+
+D = Decimal
+PLAN = RatePlan(D("0.03"), D("0.01"), {"A": D("0.01"), "B": D("0.02")}, D("0.013"))  # B: 7.30 %
+
+
+async def world(store, clock):
+    ledger = LedgerService(store, clock)
+    credit = CreditService(ledger, clock, PLAN)
+    await build(ledger, "F0")
+    await credit.open_facility(facility("F1", commitment=D("1000000"), reserves=D(0)), "B")
+    for day in range(30, -1, -1):
+        await price(ledger, "CU-CATH", str(8000 + (day % 3) * 10), days_ago=day)
+    await ledger.register_lots([lot(n, pledge=True, received=True, verified=True, qty="10") for n in range(1, 5)])
+    return ledger, credit
+
+
+async def test_draw_repay_and_interest_by_hand(store, clock):
+    ledger, credit = await world(store, clock)
+    s = await credit.summary("F1")
+    assert s.rate.total == D("0.073")
+    assert s.availability > D("100000")
+    await credit.draw("F1", D("100000.00"))
+    clock.advance(days=3)
+    s = await credit.summary("F1")
+    assert s.accrued_interest == D("60.00")  # 100,000 x 7.30 % / 365 = 20.00 a day, 3 days
+    r = await credit.repay("F1", D("1060.00"))  # interest first, then principal
+    assert r.summary.principal == D("99000.00")
+    assert r.summary.accrued_interest == D("0.00")
+    with pytest.raises(Overpayment) as err:
+        await credit.repay("F1", D("99000.01"))
+    assert err.value.owed == D("99000.00")
+    ok, stored, derived = await credit.check_balances("F1")
+    assert ok, (stored, derived)
+
+
+async def test_drawdown_above_availability_is_refused(store, clock):
+    ledger, credit = await world(store, clock)
+    avail = (await credit.summary("F1")).availability
+    with pytest.raises(InsufficientAvailability):
+        await credit.draw("F1", avail + D("0.01"))
+    await credit.draw("F1", avail)
+    assert (await credit.summary("F1")).availability == 0
+
+
+async def test_release_needs_cover_and_says_how_much_to_repay(store, clock):
+    ledger, credit = await world(store, clock)
+    avail = (await credit.summary("F1")).availability
+    await credit.draw("F1", avail - D("1000"))
+    with pytest.raises(ReleaseRefused) as err:
+        await credit.release("F1", lot_ids=["L000001", "L000002"])
+    assert err.value.repay_first > 0
+    assert (await ledger.lot("L000001")).status == "pledged"  # nothing changed
+    await credit.repay("F1", err.value.repay_first + D("1"))
+    done = await credit.release("F1", lot_ids=["L000001", "L000002"])
+    assert done.bb_after >= done.outstanding
+    assert (await ledger.lot("L000001")).status == "release_authorised"
+    kinds = [e["kind"] for e in await credit.events("F1")]
+    assert "release_refused" in kinds and "release_approved" in kinds
+
+
+async def test_removal_freezes_and_raises_a_margin_call(store, clock):
+    ledger, credit = await world(store, clock)
+    avail = (await credit.summary("F1")).availability
+    await credit.draw("F1", avail)
+    await ledger.apply([Movement(MovementKind.REMOVAL_WITHOUT_RELEASE, "L000003", clock(), ("gate:9",))])
+    s = await credit.summary("F1")
+    assert s.frozen and s.over_advance > 0
+    with pytest.raises(FacilityFrozen):
+        await credit.draw("F1", D("1"))
+    events = await credit.events("F1")
+    assert any(e["kind"] == "over_advance" and e["trigger"] == "movement" for e in events)
+    clock.advance(days=1)
+    await credit.repay("F1", s.over_advance + D("100"))
+    assert not (await credit.summary("F1")).frozen
+    _ = timedelta
