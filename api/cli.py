@@ -12,12 +12,16 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from api.idempotency import IdempotencyBook
+from api.platform import Platform
+from api.principal import TokenBook
 from api.settings import Settings
 from ledger.core.errors import LedgerError
+from ledger.credit import CreditService
 from ledger.service import LedgerService
 from ledger.store.engine import create_engine
-from migrations import migrate
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore
+from migrations import migrate
 
 app = typer.Typer(help="IoT inventory-pledge financing platform", no_args_is_help=True)
 ledger_app = typer.Typer(help="Collateral ledger commands", no_args_is_help=True)
@@ -25,7 +29,9 @@ db_app = typer.Typer(help="Database schema commands", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (print their figures; not tests)", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="API bearer tokens", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(token_app, name="token")
 
 console = Console(width=max(120, Console().width))
 T = TypeVar("T")
@@ -52,6 +58,63 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     except LedgerError as e:
         console.print(f"[red]error ({e.code}):[/] {e}")
         raise typer.Exit(2) from e
+
+
+async def build_platform(settings: Settings) -> Platform:
+    """Wire store, ledger, credit, tokens and idempotency from settings (the composition root)."""
+    store = await open_store(settings)
+    ledger = LedgerService(store, utcnow)
+    credit = CreditService(ledger, utcnow, settings.rate_plan())
+    return Platform(store, ledger, credit, TokenBook(store), IdempotencyBook(store), utcnow)
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+) -> None:
+    """Serve the HTTP API alone (OpenAPI at /docs)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = Settings()
+
+    async def go() -> None:
+        platform = await build_platform(settings)
+        config = uvicorn.Config(
+            create_app(platform),
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level="info",
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await platform.store.close()
+
+    run(go)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="borrower | collateral_manager | admin")],
+    facility: Annotated[str | None, typer.Option(help="facility id (required for borrower)")] = None,
+    label: Annotated[str, typer.Option(help="who or what holds the token")] = "",
+) -> None:
+    """Create a bearer token; prints the secret alone on the last line (shown only once)."""
+    settings = Settings()
+
+    async def go() -> str:
+        store = await open_store(settings)
+        try:
+            return await TokenBook(store).create(role, facility, label or role, utcnow())
+        finally:
+            await store.close()
+
+    secret = run(go)
+    console.print(f"created a {role} token" + (f" for facility {facility}" if facility else ""))
+    print(secret)
 
 
 @app.command()

@@ -3,10 +3,13 @@ nothing below the composition root reads the environment."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.core.pricing import RatePlan
 
 DEFAULT_DB = "sqlite+aiosqlite:///var/pledge.db"
 
@@ -27,6 +30,25 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = 0.05
     debounce_s: float = 2.0
     max_clock_skew_s: float = 300.0
+    # Cost-plus pricing (annual fractions): funding + operating + risk premium by tier + margin.
+    funding_cost: str = "0.030"
+    operating_cost: str = "0.010"
+    risk_premium_a: str = "0.010"
+    risk_premium_b: str = "0.020"
+    risk_premium_c: str = "0.035"
+    margin: str = "0.013"
+
+    def rate_plan(self) -> RatePlan:
+        return RatePlan(
+            Decimal(self.funding_cost),
+            Decimal(self.operating_cost),
+            {
+                "A": Decimal(self.risk_premium_a),
+                "B": Decimal(self.risk_premium_b),
+                "C": Decimal(self.risk_premium_c),
+            },
+            Decimal(self.margin),
+        )
 
     @field_validator("mqtt_protocol")
     @classmethod

@@ -26,8 +26,8 @@ from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.service import LedgerService, LotRegistration
 from ledger.store.engine import create_engine
-from migrations import migrate
 from ledger.store.sql import PostgresStore
+from migrations import migrate
 
 SKUS = [f"BENCH-{i}" for i in range(10)]
 D = Decimal

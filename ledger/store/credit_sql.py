@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.core.errors import IdempotencyConflict
 from ledger.core.posting import Posting, PostingLine
 from ledger.store import tables as t
 
@@ -73,6 +74,19 @@ class CreditSqlMixin:
     async def insert_postings(self, postings: Sequence[Posting], first_seq: int) -> None:
         if not postings:
             return
+        keyed = [p for p in postings if p.idempotency_key is not None]
+        if keyed:
+            clash = await self.conn.execute(
+                select(t.posting.c.posting_id).where(
+                    t.posting.c.facility_id == keyed[0].facility_id,
+                    t.posting.c.idempotency_key.in_([p.idempotency_key for p in keyed]),
+                )
+            )
+            if clash.first() is not None:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key has already booked a posting on this facility",
+                    key=keyed[0].idempotency_key,
+                )
         await self.conn.execute(
             t.posting.insert(),
             [

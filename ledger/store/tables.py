@@ -261,6 +261,8 @@ posting = Table(
     Column("memo", Text, nullable=False),
     Column("idempotency_key", String(200), nullable=True),
     Index("ux_posting_facility_seq", "facility_id", "seq", unique=True),
+    # A money request's Idempotency-Key can book at most one posting, even across a crash.
+    Index("ux_posting_idempotency", "facility_id", "idempotency_key", unique=True),
     Index("ix_posting_facility_at", "facility_id", "at"),
 )
 

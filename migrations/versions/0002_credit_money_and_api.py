@@ -77,6 +77,7 @@ def upgrade() -> None:
     with op.batch_alter_table("posting", schema=None) as batch_op:
         batch_op.create_index("ix_posting_facility_at", ["facility_id", "at"], unique=False)
         batch_op.create_index("ux_posting_facility_seq", ["facility_id", "seq"], unique=True)
+        batch_op.create_index("ux_posting_idempotency", ["facility_id", "idempotency_key"], unique=True)
 
     op.create_table(
         "posting_line",
@@ -138,6 +139,7 @@ def downgrade() -> None:
     op.drop_table("release")
     op.drop_table("posting_line")
     with op.batch_alter_table("posting", schema=None) as batch_op:
+        batch_op.drop_index("ux_posting_idempotency")
         batch_op.drop_index("ux_posting_facility_seq")
         batch_op.drop_index("ix_posting_facility_at")
 

@@ -1,0 +1,40 @@
+"""Release of goods: approved only if the BB after it still covers the outstanding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import BorrowerOnly, IdempotencyKey, PlatformDep, VisibleFacility
+from api.routes.money import idempotent
+from api.schemas import ReleaseCreate
+from api.views import summary_view
+
+router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
+
+
+@router.post("/releases", status_code=201)
+async def release(
+    facility_id: VisibleFacility,
+    body: ReleaseCreate,
+    request: Request,
+    platform: PlatformDep,
+    principal: BorrowerOnly,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first."""
+
+    async def op() -> tuple[int, dict[str, Any]]:
+        r = await platform.credit.release(facility_id, body.lot_ids, body.sku_id, body.quantity)
+        return 201, {
+            "release_id": r.release_id,
+            "lot_ids": list(r.lot_ids),
+            "quantity": str(r.quantity),
+            "bb_after": str(r.bb_after),
+            "outstanding": str(r.outstanding),
+            "facility": summary_view(r.summary),
+        }
+
+    return await idempotent(platform, principal, idempotency_key, request, body.model_dump(mode="json"), op)

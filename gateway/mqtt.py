@@ -1,0 +1,747 @@
+"""The MQTT edge of the gateway: paho-mqtt 2.x behind a small asyncio-facing adapter.
+
+Broker-facing only: this module knows topics, packet ids and sessions, never lots or money.
+
+Threads. paho runs its network loop on its own thread (`loop_start()`), and every callback
+(`on_connect`, `on_message`, ...) runs there. The callbacks below do nothing but turn paho's
+objects into our own frozen values and hand them to the asyncio loop with
+`loop.call_soon_threadsafe` (the pattern aiomqtt uses). Nothing in asyncio is touched from
+paho's thread, and no paho callback ever waits for asyncio.
+
+At-least-once, acknowledged after commit. The subscriber runs paho with `manual_ack=True`:
+a QoS 1 PUBLISH stays unacknowledged at the broker until `MqttSubscriber.ack()` is called,
+which the ingest loop does only after the effect is committed. If the gateway crashes first,
+a broker that keeps a persistent session (Mosquitto, EMQX) sends the message again when the
+same client id reconnects. Flow control comes from the broker: it stops sending when the
+number of unacknowledged messages reaches the in-flight window (MQTT 5 Receive Maximum, or
+the broker's own limit for 3.1.1 clients, 20 on a default Mosquitto). That is why the
+hand-over queue is unbounded: the broker bounds it.
+
+Broker quirks that shape this module (measured by the contract tests, see docs/mqtt.md):
+
+- Mosquitto gives an MQTT 3.1.1 client at most `max_inflight_messages` (default 20)
+  unacknowledged messages, and 3.1.1 has no way to ask for more: an ack-after-commit gateway
+  on 3.1.1 never batches more than 20. MQTT 5's Receive Maximum (CONNECT property) lifts it;
+  without the property Mosquitto 2.0 again uses 20. Hence protocol=5, receive_maximum=1000.
+  https://mosquitto.org/man/mosquitto-conf-5.html
+- Mosquitto redelivered 500 of 500 unacknowledged messages to a reconnecting persistent
+  session (MQTT 5 and 3.1.1). amqtt 0.12 redelivered 0 of 500, and drops a message that is not
+  acknowledged within 5 s: the embedded broker (gateway/broker.py) cannot keep the no-loss
+  promise.
+- Shared subscriptions (`$share/<group>/<filter>`) are MQTT 5 (spec section 4.8.2); Mosquitto 2
+  accepts them from 3.1.1 clients too, amqtt grants the filter but never delivers anything.
+  https://docs.oasis-open.org/mqtt/mqtt/v5.0/mqtt-v5.0.html
+
+Errors (the lead will re-root `MqttError` under the gateway's `GatewayError`)::
+
+    MqttError
+     +-- MqttConfigError      bad URL or settings, raised before any IO
+     +-- MqttConnectError     no CONNACK within the timeout, or the broker refused us
+     +-- MqttSubscribeError   the broker refused a topic filter in its SUBACK
+     +-- MqttPublishError     no PUBACK within the timeout, or a failure reason code
+
+Broker facts measured by tests/gateway/test_mqtt_contract.py are written up in docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+from urllib.parse import unquote, urlsplit
+
+from paho.mqtt.client import (
+    CallbackAPIVersion,
+    Client,
+    ConnectFlags,
+    DisconnectFlags,
+    MQTTErrorCode,
+    MQTTMessage,
+    MQTTProtocolVersion,
+)
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+__all__ = [
+    "BrokerAddress",
+    "InboundMessage",
+    "LastWill",
+    "MqttConfig",
+    "MqttConfigError",
+    "MqttConnectError",
+    "MqttError",
+    "MqttPublishError",
+    "MqttPublisher",
+    "MqttSubscribeError",
+    "MqttSubscriber",
+    "discard_session",
+    "parse_mqtt_url",
+]
+
+log = logging.getLogger(__name__)
+
+
+class _DropDisconnectedNoise(logging.Filter):
+    """paho 2.2 logs "Client is not connected ... MQTT_CS_DISCONNECTED" at ERROR each time its
+    network thread winds down after a disconnect *we asked for*. Not an error: drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Last known Connection State: MQTT_CS_DISCONNECTED" not in record.getMessage()
+
+
+_paho_log = logging.getLogger(f"{__name__}.paho")
+_paho_log.addFilter(_DropDisconnectedNoise())
+
+_SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
+_MAX_UINT16 = 0xFFFF
+_MAX_UINT32 = 0xFFFFFFFF
+
+
+class MqttError(Exception):
+    """Root of the MQTT adapter's errors."""
+
+
+class MqttConfigError(MqttError):
+    """A broker URL or an MQTT setting is invalid. Raised before any network IO."""
+
+    def __init__(self, message: str, *, setting: str, value: object) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.value = value
+
+
+class MqttConnectError(MqttError):
+    """The broker did not accept a connection within the timeout."""
+
+    def __init__(self, message: str, *, url: str, client_id: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.client_id = client_id
+
+
+class MqttSubscribeError(MqttError):
+    """The broker refused one or more topic filters (SUBACK reason code >= 0x80)."""
+
+    def __init__(self, message: str, *, refused: dict[str, str]) -> None:
+        super().__init__(message)
+        self.refused = refused  # topic filter -> reason code name
+
+
+class MqttPublishError(MqttError):
+    """A publish was not acknowledged, or the broker answered with a failure reason code."""
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class BrokerAddress(NamedTuple):
+    """Where a broker listens, as read from an `mqtt://` or `mqtts://` URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """Parse `mqtt://[user[:password]@]host[:port]` (or `mqtts://`, TLS, default port 8883).
+
+    User and password are percent-decoded. A path, query or fragment is refused rather than
+    silently ignored, because a URL like `mqtt://host/topic` usually hides a mistake.
+    Raises `MqttConfigError` for anything else.
+    """
+    if not isinstance(url, str) or not url or url != url.strip():
+        raise MqttConfigError(f"not a broker URL: {url!r}", setting="url", value=url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:  # urllib: bad port, bad IPv6 brackets
+        raise MqttConfigError(f"invalid broker URL {_redact(url)!r}: {e}",
+                              setting="url", value=_redact(url)) from e
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise MqttConfigError(
+            f"broker URL must start with mqtt:// or mqtts://, got {_redact(url)!r}",
+            setting="url", value=_redact(url))
+    if not parts.hostname:
+        raise MqttConfigError(f"broker URL has no host: {_redact(url)!r}",
+                              setting="url", value=_redact(url))
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise MqttConfigError(
+            f"broker URL must not have a path, query or fragment: {_redact(url)!r}",
+            setting="url", value=_redact(url))
+    default_port, tls = _SCHEMES[scheme]
+    if port == 0:
+        raise MqttConfigError(f"broker URL has port 0: {_redact(url)!r}",
+                              setting="url", value=_redact(url))
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and username is None:
+        raise MqttConfigError("broker URL has a password but no user name",
+                              setting="url", value=_redact(url))
+    return BrokerAddress(parts.hostname, port or default_port, tls, username, password)
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced by `***`, for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        return parts._replace(netloc=f"{user}:***@{hostport}").geturl()
+    except ValueError:
+        return "<unparseable URL>"
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    """A message the broker publishes for us if we vanish without a DISCONNECT.
+
+    Typical use: a retained status topic (`.../status` = `offline`) that a gateway overwrites
+    with `online` after connecting, so dashboards see a dead gateway within keepalive x 1.5.
+    """
+
+    topic: str
+    payload: bytes
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MqttConfig:
+    """How to reach the broker and which session to keep there.
+
+    Units: seconds. `username`/`password` given here win over the URL's userinfo.
+    `receive_maximum` (MQTT 5 only) is how many unacknowledged QoS 1/2 messages the broker may
+    send us at once; `session_expiry_s` (MQTT 5 only) how long the broker keeps our session and
+    its undelivered messages after we disconnect. For 3.1.1 the session never expires on the
+    client's say-so (Mosquitto: until `persistent_client_expiration`, default never).
+    """
+
+    url: str
+    client_id: str
+    protocol: Literal[5, 311] = 5
+    receive_maximum: int = 1000
+    session_expiry_s: int = 3600
+    keepalive_s: int = 30
+    username: str | None = None
+    password: str | None = None
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    last_will: LastWill | None = None
+
+    def __post_init__(self) -> None:
+        parse_mqtt_url(self.url)
+        _check(bool(self.client_id) and len(self.client_id.encode()) <= _MAX_UINT16,
+               "client_id must be a non-empty string (a persistent session needs one)",
+               "client_id", self.client_id)
+        _check(self.protocol in (5, 311), "protocol must be 5 or 311", "protocol", self.protocol)
+        _check(1 <= self.receive_maximum <= _MAX_UINT16,
+               "receive_maximum must be 1..65535", "receive_maximum", self.receive_maximum)
+        _check(1 <= self.session_expiry_s <= _MAX_UINT32,
+               "session_expiry_s must be 1..4294967295 (0 would drop the session, and with "
+               "it every unacknowledged message, on each disconnect)",
+               "session_expiry_s", self.session_expiry_s)
+        _check(1 <= self.keepalive_s <= _MAX_UINT16,
+               "keepalive_s must be 1..65535", "keepalive_s", self.keepalive_s)
+        _check(0 < self.reconnect_min_s <= self.reconnect_max_s,
+               "need 0 < reconnect_min_s <= reconnect_max_s",
+               "reconnect_min_s", (self.reconnect_min_s, self.reconnect_max_s))
+        _check(self.connect_timeout_s > 0, "connect_timeout_s must be > 0",
+               "connect_timeout_s", self.connect_timeout_s)
+        will = self.last_will
+        _check(will is None or (bool(will.topic) and not {"+", "#"} & set(will.topic)
+                                and will.qos in (0, 1, 2)),
+               "last_will needs a topic without wildcards and qos 0, 1 or 2", "last_will", will)
+
+    @property
+    def address(self) -> BrokerAddress:
+        """The parsed URL, with explicit `username`/`password` taking precedence."""
+        parsed = parse_mqtt_url(self.url)
+        if self.username is None:
+            return parsed
+        return parsed._replace(username=self.username, password=self.password)
+
+    @property
+    def redacted_url(self) -> str:
+        return _redact(self.url)
+
+    def __repr__(self) -> str:
+        return (f"MqttConfig(url={self.redacted_url!r}, client_id={self.client_id!r}, "
+                f"protocol={self.protocol}, receive_maximum={self.receive_maximum}, "
+                f"session_expiry_s={self.session_expiry_s}, keepalive_s={self.keepalive_s})")
+
+
+def _check(ok: bool, message: str, setting: str, value: object) -> None:
+    if not ok:
+        raise MqttConfigError(message, setting=setting, value=value)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One PUBLISH as it arrived, detached from paho.
+
+    `mid` is the packet id the broker chose for this delivery; it is only meaningful to
+    `MqttSubscriber.ack()` on the connection that delivered it. `dup` is the broker's hint that
+    it sent this message before (not a guarantee either way: deduplicate on the payload's own
+    device sequence or event id). `received_at_monotonic` is `time.monotonic()` on arrival.
+    """
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    dup: bool
+    received_at_monotonic: float
+
+
+_STOP: Any = object()  # ends messages(); never an InboundMessage
+
+
+# --------------------------------------------------------------------------- paho plumbing
+
+
+def _new_client(config: MqttConfig, *, persistent: bool, manual_ack: bool) -> Client:
+    """A configured but unconnected paho client."""
+    protocol = MQTTProtocolVersion.MQTTv5 if config.protocol == 5 else MQTTProtocolVersion.MQTTv311
+    # paho refuses `clean_session` for MQTT 5 (it uses clean_start on connect instead).
+    clean_session = None if config.protocol == 5 else not persistent
+    client = Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                    clean_session=clean_session, protocol=protocol, manual_ack=manual_ack)
+    client.enable_logger(_paho_log)
+    address = config.address
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        client.tls_set_context(ssl.create_default_context())
+    if config.last_will is not None:
+        will = config.last_will
+        client.will_set(will.topic, will.payload, will.qos, will.retain)
+    # paho annotates these as int, but only does float arithmetic and time.sleep with them.
+    client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
+    return client
+
+
+def _connect_async(client: Client, config: MqttConfig, *, persistent: bool) -> None:
+    """Tell paho where to connect; the network thread (loop_start) does the rest, and retries."""
+    address = config.address
+    if config.protocol == 311:
+        # 3.1.1: persistence was fixed by `clean_session` when the client was built.
+        client.connect_async(address.host, address.port, config.keepalive_s)
+        return
+    properties = Properties(PacketTypes.CONNECT)
+    if persistent:
+        # MQTT 5 keeps a session only if clean_start is False AND the Session Expiry Interval is
+        # above 0 (it defaults to 0: "end the session when the network connection closes").
+        properties.SessionExpiryInterval = config.session_expiry_s
+        # Without it the spec's default is 65535, but Mosquitto 2.0 then falls back to its
+        # max_inflight_messages (20): measured, see docs/mqtt.md.
+        properties.ReceiveMaximum = config.receive_maximum
+    # clean_start=False on *every* connect, not paho's default MQTT_CLEAN_START_FIRST_ONLY: a
+    # restarted gateway must resume the session its previous process left unacknowledged.
+    client.connect_async(address.host, address.port, config.keepalive_s,
+                         clean_start=not persistent, properties=properties)
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """Settle a future unless someone (a timeout) already did."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+async def _stop_client(client: Client) -> None:
+    """Disconnect and join paho's thread without blocking the event loop."""
+    client.disconnect()
+    await asyncio.to_thread(client.loop_stop)
+
+
+# --------------------------------------------------------------------------- subscriber
+
+
+class MqttSubscriber:
+    """A persistent-session subscriber with manual acknowledgement.
+
+    Usage::
+
+        sub = MqttSubscriber(config)
+        await sub.start(["site/+/rfid/#"])
+        async for msg in sub.messages():
+            ...commit...
+            sub.ack(msg)
+        await sub.stop()
+
+    Subscriptions are (re)sent on every CONNACK, so they come back after a reconnect even when
+    the broker lost the session (a broker restart without persistence, amqtt dropping anonymous
+    sessions on disconnect, an operator kicking the client). `messages()` is meant for a single
+    consumer.
+    """
+
+    def __init__(self, config: MqttConfig) -> None:
+        self.config = config
+        self._client: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self._ready: asyncio.Future[None] | None = None
+        self._filters: list[tuple[str, int]] = []
+        self._stopped = False
+        # Shared with paho's thread, guarded by _lock: which deliveries of the *current*
+        # connection are still unacknowledged. A packet id is only valid on the connection that
+        # delivered it: after a reconnect the broker may reuse it for a different message, so an
+        # ack for a delivery of an earlier connection must not be sent (the broker redelivers
+        # that message on the new connection anyway, if it kept the session).
+        self._lock = threading.Lock()
+        self._unacked: dict[int, InboundMessage] = {}  # mid -> the delivery it belongs to
+        self._connection_count = 0
+        self._connected = False
+        self._last_problem = "none reported"  # for the timeout message of start()
+
+    # -- public API
+
+    @property
+    def connected(self) -> bool:
+        """True between a successful CONNACK and the next disconnect."""
+        return self._connected
+
+    @property
+    def connection_count(self) -> int:
+        """How many times the broker accepted us (1 after start, +1 per reconnect)."""
+        return self._connection_count
+
+    async def start(self, filters: Sequence[str], qos: int = 1) -> None:
+        """Connect, subscribe to `filters`, and return once the broker granted all of them.
+
+        Raises `MqttConnectError` if that does not happen within `config.connect_timeout_s`,
+        `MqttSubscribeError` if the broker refused a filter.
+        """
+        if self._client is not None or self._stopped:
+            raise MqttError("an MqttSubscriber can be started once")
+        if not filters or isinstance(filters, str):
+            raise MqttConfigError("start() needs a list of topic filters",
+                                  setting="filters", value=filters)
+        _check(qos in (0, 1, 2), "qos must be 0, 1 or 2", "qos", qos)
+        self._filters = [(f, qos) for f in filters]
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
+        client = _new_client(self.config, persistent=True, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        _connect_async(client, self.config, persistent=True)
+        self._client = client
+        client.loop_start()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                await self._ready
+        except TimeoutError as e:
+            await self._abort()
+            raise MqttConnectError(
+                f"no CONNACK and SUBACK from {self.config.redacted_url} within "
+                f"{self.config.connect_timeout_s} s (last problem: {self._last_problem})",
+                url=self.config.redacted_url, client_id=self.config.client_id) from e
+        except BaseException:
+            await self._abort()
+            raise
+        log.info("subscribed to %s at %s as %r (MQTT %s)", [f for f, _ in self._filters],
+                 self.config.redacted_url, self.config.client_id, self.config.protocol)
+
+    async def messages(self) -> AsyncGenerator[InboundMessage, None]:
+        """Yield messages as they arrive, until `stop()`."""
+        while not self._stopped:
+            message = await self._queue.get()
+            if message is _STOP:
+                return
+            yield message
+
+    def ack(self, message: InboundMessage) -> bool:
+        """Acknowledge a delivery (send its PUBACK). Thread-safe; call after committing.
+
+        Returns False, sending nothing, when the delivery belongs to an earlier connection or
+        was already acknowledged: the broker will redeliver it (if it kept our session), and the
+        ledger's deduplication absorbs the repeat. QoS 0 messages need no ack (returns True).
+        """
+        if message.qos == 0:
+            return True
+        client = self._client
+        if client is None:
+            return False
+        with self._lock:
+            if self._unacked.get(message.mid) is not message:
+                log.debug("not acknowledging stale delivery mid=%d on %s", message.mid,
+                          message.topic)
+                return False
+            del self._unacked[message.mid]
+            # Under the lock so that a reconnect (which clears _unacked) cannot slip between the
+            # check and the send. paho only queues the packet here and wakes its own thread.
+            rc = client.ack(message.mid, message.qos)
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    async def stop(self) -> None:
+        """Disconnect (keeping the broker-side session) and end `messages()`."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._queue.put_nowait(_STOP)
+        await self._abort()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # -- internals (asyncio side)
+
+    async def _abort(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _stop_client(client)
+        with self._lock:
+            self._unacked.clear()
+
+    def _hand_over(self, callback: Any, *args: Any) -> None:
+        """From paho's thread: schedule `callback(*args)` on the asyncio loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _settle_ready(self, error: BaseException | None) -> None:
+        if self._ready is not None:
+            _resolve(self._ready, error)
+
+    # -- paho callbacks (paho's thread: no asyncio here except via _hand_over)
+
+    def _on_connect(self, client: Client, userdata: Any, flags: ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.warning("broker %s refused %r: %s", self.config.redacted_url,
+                        self.config.client_id, reason_code)
+            self._hand_over(self._settle_ready, MqttConnectError(
+                f"broker refused the connection: {reason_code}",
+                url=self.config.redacted_url, client_id=self.config.client_id))
+            return
+        with self._lock:
+            self._unacked.clear()
+            self._connection_count += 1
+            self._connected = True
+        log.info("connected to %s as %r (session present: %s)", self.config.redacted_url,
+                 self.config.client_id, flags.session_present)
+        # Always resubscribe, even with session_present: cheap, idempotent, and the only way to
+        # be sure after a broker that forgot us. The SUBACK arrives in _on_subscribe.
+        if self.config.protocol == 5:
+            client.subscribe([(f, SubscribeOptions(qos=q)) for f, q in self._filters])
+        else:
+            client.subscribe(self._filters)
+
+    def _on_subscribe(self, client: Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        refused = {f: str(rc) for (f, _), rc in zip(self._filters, reason_codes, strict=False)
+                   if rc.is_failure}
+        error = None
+        if refused:
+            log.error("broker refused subscriptions: %s", refused)
+            error = MqttSubscribeError(f"broker refused topic filters: {refused}",
+                                       refused=refused)
+        self._hand_over(self._settle_ready, error)
+
+    def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        inbound = InboundMessage(
+            topic=message.topic, payload=bytes(message.payload), mid=message.mid,
+            qos=message.qos, retain=bool(message.retain), dup=bool(message.dup),
+            received_at_monotonic=time.monotonic())
+        if inbound.qos > 0:
+            with self._lock:
+                self._unacked[inbound.mid] = inbound
+        self._hand_over(self._queue.put_nowait, inbound)
+
+    def _on_connect_fail(self, client: Client, userdata: Any) -> None:
+        self._last_problem = "TCP connection failed"
+
+    def _on_disconnect(self, client: Client, userdata: Any, flags: DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
+        with self._lock:
+            self._unacked.clear()
+            self._connected = False
+        # A broker that only speaks 3.1.1 (amqtt) answers an MQTT 5 CONNECT by closing the
+        # connection, which paho reports here as a "Normal disconnection", not as a refusal.
+        self._last_problem = f"disconnected: {reason_code}"
+        if not self._stopped:
+            log.warning("disconnected from %s (%s); paho reconnects within %s s",
+                        self.config.redacted_url, reason_code, self.config.reconnect_max_s)
+
+
+# --------------------------------------------------------------------------- publisher
+
+
+class MqttPublisher:
+    """A clean-session publisher for tests, benchmarks and simulators.
+
+    `publish()` returns once the broker acknowledged the message (PUBACK for QoS 1), so a
+    caller that awaited it knows the broker holds the message. `max_inflight` is paho's own
+    window of unacknowledged outgoing messages (paho's default is 20; more are queued inside
+    paho and sent as PUBACKs come back).
+    """
+
+    def __init__(self, config: MqttConfig, *, max_inflight: int = 20,
+                 publish_timeout_s: float = 10.0) -> None:
+        _check(max_inflight >= 1, "max_inflight must be >= 1", "max_inflight", max_inflight)
+        self.config = config
+        self._max_inflight = max_inflight
+        self._timeout_s = publish_timeout_s
+        self._client: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected: asyncio.Future[None] | None = None
+        self._pending: dict[int, tuple[str, asyncio.Future[None]]] = {}
+
+    async def connect(self) -> None:
+        """Connect with a clean session; raise `MqttConnectError` after the timeout."""
+        if self._client is not None:
+            raise MqttError("already connected")
+        self._loop = asyncio.get_running_loop()
+        self._connected = self._loop.create_future()
+        client = _new_client(self.config, persistent=False, manual_ack=False)
+        client.max_inflight_messages_set(self._max_inflight)
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        _connect_async(client, self.config, persistent=False)
+        self._client = client
+        client.loop_start()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                await self._connected
+        except TimeoutError as e:
+            await self.close()
+            raise MqttConnectError(
+                f"no CONNACK from {self.config.redacted_url} within "
+                f"{self.config.connect_timeout_s} s", url=self.config.redacted_url,
+                client_id=self.config.client_id) from e
+        except BaseException:
+            await self.close()
+            raise
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1,
+                      retain: bool = False) -> None:
+        """Publish and wait for the broker's acknowledgement."""
+        await self._wait([self._send(topic, payload, qos, retain)], topic)
+
+    async def publish_many(self, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> None:
+        """Publish in order (paho keeps order per connection) and wait for every PUBACK."""
+        futures = [self._send(topic, payload, qos, False) for topic, payload in messages]
+        await self._wait(futures, "<many>")
+
+    async def close(self) -> None:
+        """Disconnect cleanly (the last will is not published) and join paho's thread."""
+        client, self._client = self._client, None
+        if client is not None:
+            await _stop_client(client)
+        pending, self._pending = self._pending, {}
+        for topic, future in pending.values():
+            _resolve(future, MqttPublishError(
+                f"publisher closed before the broker acknowledged {topic!r}", topic=topic))
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
+        if self._client is None or self._loop is None:
+            raise MqttError("publisher is not connected")
+        try:
+            info = self._client.publish(topic, payload, qos, retain)
+        except ValueError as e:  # paho: wildcard in topic, payload too large, bad qos
+            raise MqttPublishError(f"cannot publish to {topic!r}: {e}", topic=topic) from e
+        # MQTT_ERR_NO_CONN with qos > 0: paho keeps the message and sends it after reconnecting.
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN) or (
+                info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0):
+            raise MqttPublishError(f"paho refused to publish to {topic!r}: {info.rc.name}",
+                                   topic=topic)
+        # on_publish cannot have settled this mid yet: it reaches us via call_soon_threadsafe,
+        # which runs only after this synchronous code yields to the loop.
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._pending[info.mid] = (topic, future)
+        return future
+
+    async def _wait(self, futures: list[asyncio.Future[None]], topic: str) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await asyncio.gather(*futures)
+        except TimeoutError as e:
+            raise MqttPublishError(f"no PUBACK within {self._timeout_s} s", topic=topic) from e
+        finally:
+            for future in futures:
+                future.cancel()  # no-op when done; stops a late PUBACK setting a result
+
+    # paho callbacks (paho's thread). on_publish runs while paho holds its _out_message_mutex:
+    # taking any lock of ours here could deadlock against a publish() on the asyncio thread.
+
+    def _on_connect(self, client: Client, userdata: Any, flags: ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        error = None
+        if reason_code.is_failure:
+            error = MqttConnectError(f"broker refused the connection: {reason_code}",
+                                     url=self.config.redacted_url,
+                                     client_id=self.config.client_id)
+        if self._loop is not None and self._connected is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(_resolve, self._connected, error)
+
+    def _on_publish(self, client: Client, userdata: Any, mid: int,
+                    reason_code: ReasonCode, properties: Properties) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._settle_publish, mid, reason_code)
+
+    def _settle_publish(self, mid: int, reason_code: ReasonCode) -> None:
+        pending = self._pending.pop(mid, None)
+        if pending is None:
+            return
+        topic, future = pending
+        error = None
+        if reason_code.is_failure:  # MQTT 5 only; "No matching subscribers" (16) is a success
+            error = MqttPublishError(f"broker rejected {topic!r}: {reason_code}", topic=topic)
+        _resolve(future, error)
+
+
+async def discard_session(config: MqttConfig) -> None:
+    """Make the broker forget `config.client_id`'s session and its queued messages.
+
+    Connecting once with a clean start / clean session does exactly that in both MQTT 5 and
+    3.1.1. Use it when retiring a gateway's client id, and in tests so that Mosquitto's
+    persistence file does not collect sessions nobody will resume.
+    """
+    publisher = MqttPublisher(config)
+    await publisher.connect()
+    await publisher.close()
