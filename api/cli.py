@@ -46,7 +46,7 @@ async def open_store(settings: Settings) -> SqlLedgerStore:
     path = settings.sqlite_path()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, schema=settings.database_schema)
     await migrate(engine)
     return SqliteStore(engine) if engine.dialect.name == "sqlite" else PostgresStore(engine)
 
@@ -72,6 +72,7 @@ async def build_platform(settings: Settings) -> Platform:
 def api_command(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the HTTP API alone (OpenAPI at /docs)."""
     import uvicorn
@@ -188,5 +189,23 @@ def bench_ledger(
     asyncio.run(run_ledger_bench(database_url, movements, lots_small, lots_large, facilities, batch, console))
 
 
+@bench_app.command("drawdown")
+def bench_drawdown(
+    seconds: float = 10.0,
+    postings: int = 1_000_000,
+    database_url: Annotated[
+        str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
+    ] = "postgresql+asyncpg://root@127.0.0.1:5432/test",
+) -> None:
+    """HTTP drawdown/repayment rate vs a trivial endpoint, race overdraw, growth, peak memory."""
+    from api.bench import run_drawdown_bench
+
+    asyncio.run(run_drawdown_bench(database_url, seconds, postings, console))
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m api.cli`
+    app()

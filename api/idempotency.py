@@ -4,8 +4,10 @@
 - same key + different body -> 422; same key while the first request is still running -> 409.
 Keys are scoped per token. The record is claimed in its own committed transaction before the
 operation runs (so a concurrent duplicate sees it), and completed after. If the process dies in
-between, the key stays "in flight": the posting itself carries the key under a unique index, so
-a retry can never book money twice; it answers 409 until the record is cleared by an operator.
+between, nothing is lost: the response is stored in the same transaction as the money movement
+(`complete_in`), so either both exist or neither; a claim left behind by a crash before that
+commit answers 409 until cleared, and the posting's unique (facility, key) index means a retry
+can never book money twice.
 """
 
 from __future__ import annotations
@@ -79,14 +81,16 @@ class IdempotencyBook:
 
     async def complete(self, scope: str, key: str, status_code: int, body: Any) -> None:
         async with self.store.transaction() as tx:
-            await tx.conn.execute(
-                update(idempotency_record)
-                .where(
-                    idempotency_record.c.scope == scope,
-                    idempotency_record.c.key == key,
-                )
-                .values(state="done", status_code=status_code, body=json.dumps(body))
-            )
+            await self.complete_in(tx, scope, key, status_code, body)
+
+    @staticmethod
+    async def complete_in(tx: Any, scope: str, key: str, status_code: int, body: Any) -> None:
+        """Store the response inside the operation's own transaction: both commit or neither."""
+        await tx.conn.execute(
+            update(idempotency_record)
+            .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
+            .values(state="done", status_code=status_code, body=json.dumps(body))
+        )
 
     async def release(self, scope: str, key: str) -> None:
         """Forget a claim whose request failed unexpectedly (5xx), so the client may retry."""

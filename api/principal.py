@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -40,8 +41,12 @@ def token_hash(secret: str) -> str:
 class TokenBook:
     """Creates and checks bearer tokens in the platform's database."""
 
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, cache_ttl_s: float = 10.0) -> None:
         self.store = store
+        # Verified tokens are cached briefly (monotonic seconds): a money request then costs no
+        # token lookup. A revocation therefore takes effect within `cache_ttl_s`.
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[Principal, float]] = {}
 
     async def create(self, role: str, facility_id: str | None, label: str, now: datetime) -> str:
         """A new token's secret (shown once; only its hash is stored)."""
@@ -69,8 +74,15 @@ class TokenBook:
 
     async def authenticate(self, secret: str) -> Principal | None:
         h = token_hash(secret)
+        hit = self._cache.get(h)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
         async with self.store.transaction() as tx:
             row = (await tx.conn.execute(select(api_token).where(api_token.c.token_hash == h))).first()
         if row is None or row.revoked:
             return None
-        return Principal(h[:12], row.role, row.facility_id)
+        principal = Principal(h[:12], row.role, row.facility_id)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[h] = (principal, time.monotonic() + self.cache_ttl_s)
+        return principal

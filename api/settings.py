@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         DEFAULT_DB, description="SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg)"
     )
+    database_schema: str | None = Field(None, description="PostgreSQL schema (search_path) to use")
     mqtt_url: str | None = Field(None, description="mqtt://host:port; unset starts an embedded broker")
     mqtt_protocol: int = Field(5, description="5 (default) or 311; the embedded broker forces 311")
     mqtt_client_id: str = "pledge-gateway"

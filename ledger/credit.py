@@ -17,7 +17,7 @@ drawdowns until cured. Each is a `credit_event` row with its facts, for alerting
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -48,6 +48,7 @@ from ledger.core.statement import Statement, statement
 from ledger.service import Clock, LedgerService
 
 ZERO = Decimal(0)
+OnCommit = Callable[[Any, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +134,23 @@ class CreditService:
 
     # --- money -----------------------------------------------------------------------------------
     async def draw(
-        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
+        self,
+        facility_id: str,
+        amount: Decimal,
+        idempotency_key: str | None = None,
+        on_commit: OnCommit | None = None,
     ) -> MoneyResult:
-        """Lend `amount` now if the facility is active, not frozen and it fits the availability."""
+        """Lend `amount` now if the facility is active, not frozen and it fits the availability.
+
+        `on_commit(tx, result)` runs inside the same transaction (the API stores its
+        idempotent response there, so the response and the money commit together).
+        """
         now = self.clock()
         async with self.ledger.transaction() as tx:
             st, f = await self._lock(tx, facility_id, now)
-            a = await self._assess_in(tx, f, st)
+            bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
+            bal = await self._balances(tx, f)
+            a = _assess(f, bal.total_owed, bb.borrowing_base, bb.market_value)
             check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, facility_id)
             posting = drawdown_posting(
                 self._pid(),
@@ -150,12 +161,19 @@ class CreditService:
                 memo="drawdown",
                 idempotency_key=idempotency_key,
             )
-            await self._book(tx, st, [posting])
-            await self._after(tx, f, st, "drawdown", now)
-            return MoneyResult(posting, await self._summary_in(tx, facility_id, now))
+            bal = await self._book(tx, st, [posting], bal)
+            await self._settle(tx, f, st, bb, bal, "drawdown", now)
+            result = MoneyResult(posting, _summary(f, st, bb, bal, now))
+            if on_commit is not None:
+                await on_commit(tx, result)
+            return result
 
     async def repay(
-        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
+        self,
+        facility_id: str,
+        amount: Decimal,
+        idempotency_key: str | None = None,
+        on_commit: OnCommit | None = None,
     ) -> MoneyResult:
         """Repay: interest first, then fees, then principal; more than owed is refused."""
         now = self.clock()
@@ -172,9 +190,13 @@ class CreditService:
                 memo="repayment",
                 idempotency_key=idempotency_key,
             )
-            await self._book(tx, st, [posting])
-            await self._after(tx, f, st, "repayment", now)
-            return MoneyResult(posting, await self._summary_in(tx, facility_id, now))
+            bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
+            bal = await self._book(tx, st, [posting], bal)
+            await self._settle(tx, f, st, bb, bal, "repayment", now)
+            result = MoneyResult(posting, _summary(f, st, bb, bal, now))
+            if on_commit is not None:
+                await on_commit(tx, result)
+            return result
 
     async def accrue(self, facility_id: str) -> FacilitySummary:
         """Book interest for every whole day not yet accrued (a daily job also calls this)."""
@@ -190,6 +212,7 @@ class CreditService:
         lot_ids: Sequence[str] | None = None,
         sku_id: str | None = None,
         quantity: Decimal | None = None,
+        on_commit: OnCommit | None = None,
     ) -> ReleaseResult:
         """Authorise lots to leave if the BB after their release still covers the outstanding.
 
@@ -244,7 +267,7 @@ class CreditService:
                         )
                     ]
                 )
-                return ReleaseResult(
+                result = ReleaseResult(
                     release_id,
                     tuple(lot.lot_id for lot in lots),
                     sum((lot.quantity for lot in lots), ZERO),
@@ -252,6 +275,9 @@ class CreditService:
                     outstanding,
                     await self._summary_in(tx, facility_id, now),
                 )
+                if on_commit is not None:
+                    await on_commit(tx, result)
+                return result
         except ReleaseRefused as e:
             async with self.ledger.transaction() as tx:
                 await tx.insert_credit_events(
@@ -368,20 +394,78 @@ class CreditService:
             day += timedelta(days=1)
         await self._book(tx, st, postings)
         st["accrued_through"] = today.isoformat()
-        await tx.update_credit_states([{"facility_id": f.facility_id, "accrued_through": today.isoformat()}])
+        await tx.update_credit_states(
+            [
+                {
+                    "facility_id": f.facility_id,
+                    "accrued_through": st["accrued_through"],
+                    "posting_seq": st["posting_seq"],
+                }
+            ]
+        )
 
-    async def _book(self, tx: Any, st: dict[str, Any], postings: list[Posting]) -> None:
+    async def _book(
+        self, tx: Any, st: dict[str, Any], postings: list[Posting], bal: Balances | None = None
+    ) -> Balances:
+        """Insert postings and write the balances they change; returns the new balances.
+
+        `st["posting_seq"]` advances in memory; the caller persists it with the credit state.
+        """
+        if bal is None:
+            bal = await self._balances(tx, await self.ledger.facility_in(tx, st["facility_id"]))
         if not postings:
-            return
-        fid = postings[0].facility_id
-        stored = (await tx.balances([fid]))[fid]
-        bal = Balances(postings[0].currency, fid, stored) if stored else Balances(postings[0].currency, fid)
+            return bal
+        before = dict(bal.amounts)
         for p in postings:
             bal = bal.apply(p)
         await tx.insert_postings(postings, st["posting_seq"] + 1)
         st["posting_seq"] += len(postings)
-        await tx.put_balances(fid, dict(bal.amounts))
-        await tx.update_credit_states([{"facility_id": fid, "posting_seq": st["posting_seq"]}])
+        changed = {a: v for a, v in bal.amounts.items() if before.get(a) != v}
+        await tx.put_balances(st["facility_id"], changed)
+        return bal
+
+    async def _settle(
+        self,
+        tx: Any,
+        f: Facility,
+        st: dict[str, Any],
+        bb: BorrowingBase,
+        bal: Balances,
+        trigger: str,
+        now: datetime,
+    ) -> None:
+        """Persist the credit state after a money operation and record line crossings."""
+        owed = bal.total_owed
+        prev = _assess(f, st["last_outstanding"], st["last_bb"], st["last_market_value"])
+        cur = _assess(f, owed, bb.borrowing_base, bb.market_value)
+        events = [
+            _event_row(f.facility_id, now, ev.kind, trigger, ev.facts())
+            for ev in transitions(prev, cur, cast(Trigger, trigger))
+        ]
+        st.update(
+            state=cur.state,
+            frozen=cur.frozen,
+            last_outstanding=owed,
+            last_bb=bb.borrowing_base,
+            last_market_value=bb.market_value,
+        )
+        await tx.update_credit_states(
+            [
+                {
+                    k: st[k]
+                    for k in (
+                        "facility_id",
+                        "posting_seq",
+                        "state",
+                        "frozen",
+                        "last_outstanding",
+                        "last_bb",
+                        "last_market_value",
+                    )
+                }
+            ]
+        )
+        await tx.insert_credit_events(events)
 
     async def _balances(self, tx: Any, f: Facility) -> Balances:
         stored = (await tx.balances([f.facility_id]))[f.facility_id]
@@ -391,10 +475,6 @@ class CreditService:
         bb = (await self.ledger.bases_in(tx, [f.facility_id]))[f.facility_id]
         owed = (await self._balances(tx, f)).total_owed
         return _assess(f, owed, bb.borrowing_base, bb.market_value)
-
-    async def _after(self, tx: Any, f: Facility, st: dict[str, Any], trigger: str, now: datetime) -> None:
-        bb = (await self.ledger.bases_in(tx, [f.facility_id]))[f.facility_id]
-        await self._reassess(tx, {f.facility_id: bb}, trigger, now)
 
     async def _reassess(self, tx: Any, bases: dict[str, BorrowingBase], trigger: str, now: datetime) -> None:
         """Re-check lines for facilities whose BB (or outstanding) may have moved; record events."""
@@ -428,40 +508,47 @@ class CreditService:
             raise UnknownFacility(facility_id)
         f = await self.ledger.facility_in(tx, facility_id)
         bal = await self._balances(tx, f)
-        pending = _pending_interest(st, bal.principal, f.currency, now)
         bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
-        owed = bal.total_owed + pending
-        a = _assess(f, owed, bb.borrowing_base, bb.market_value)
-        mc = a.margin_call
-        return FacilitySummary(
-            facility_id,
-            f.borrower_id,
-            f.currency,
-            st["status"],
-            f.commitment,
-            bb.borrowing_base,
-            bb.market_value,
-            bal.principal,
-            bal.interest_receivable + pending,
-            bal.fees_receivable,
-            owed,
-            a.availability,
-            a.ltv,
-            a.state,
-            a.frozen,
-            a.over_advance,
-            mc.cash_needed if mc else None,
-            mc.goods_value_needed if mc else None,
-            RateBreakdown(
-                st["funding_cost"],
-                st["operating_cost"],
-                st["risk_premium"],
-                st["margin"],
-                st["annual_rate"],
-                st["tier"],
-            ),
-            now,
-        )
+        return _summary(f, st, bb, bal, now)
+
+
+def _summary(
+    f: Facility, st: dict[str, Any], bb: BorrowingBase, bal: Balances, now: datetime
+) -> FacilitySummary:
+    """The facility as the borrower sees it at `now` (whole days not yet booked shown as accrued)."""
+    pending = _pending_interest(st, bal.principal, f.currency, now)
+    owed = bal.total_owed + pending
+    a = _assess(f, owed, bb.borrowing_base, bb.market_value)
+    mc = a.margin_call
+    return FacilitySummary(
+        f.facility_id,
+        f.borrower_id,
+        f.currency,
+        st["status"],
+        f.commitment,
+        bb.borrowing_base,
+        bb.market_value,
+        bal.principal,
+        bal.interest_receivable + pending,
+        bal.fees_receivable,
+        owed,
+        a.availability,
+        a.ltv,
+        a.state,
+        a.frozen,
+        a.over_advance,
+        mc.cash_needed if mc else None,
+        mc.goods_value_needed if mc else None,
+        RateBreakdown(
+            st["funding_cost"],
+            st["operating_cost"],
+            st["risk_premium"],
+            st["margin"],
+            st["annual_rate"],
+            st["tier"],
+        ),
+        now,
+    )
 
 
 _TRIGGERS = {"movement", "revaluation", "drawdown", "repayment", "release", "interest_accrual", "fee"}

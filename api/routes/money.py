@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -17,6 +17,9 @@ from api.problems import ApiProblem, ledger_problem
 from api.schemas import MoneyCreate
 from api.views import posting_view, statement_view, summary_view
 from ledger.core.errors import InvalidReference, LedgerError
+from ledger.credit import MoneyResult, OnCommit
+
+R = TypeVar("R")
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["money"])
 
@@ -27,9 +30,14 @@ async def idempotent(
     key: str | None,
     request: Request,
     body: dict[str, Any],
-    op: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    run: Callable[[OnCommit], Awaitable[R]],
+    render: Callable[[R], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
-    """Run `op` once per Idempotency-Key (see api/idempotency.py for the rules)."""
+    """Run `run` once per Idempotency-Key (rules in api/idempotency.py).
+
+    `run` receives an `on_commit` hook that the credit service calls inside its transaction,
+    so the stored response commits with the money movement it describes.
+    """
     if not key:
         raise ApiProblem(400, "idempotency_key_missing", "this request needs an Idempotency-Key header")
     scope, now = principal.token_id, platform.clock()
@@ -51,8 +59,13 @@ async def idempotent(
             media_type="application/problem+json" if replay.status_code >= 400 else None,
             headers={"Idempotent-Replayed": "true"},
         )
+
+    async def on_commit(tx: Any, result: Any) -> None:
+        status, out = render(result)
+        await platform.idempotency.complete_in(tx, scope, key, status, out)
+
     try:
-        status, out = await op()
+        result = await run(on_commit)
     except LedgerError as e:
         resp = ledger_problem(e)
         await platform.idempotency.complete(scope, key, resp.status_code, _body(resp))
@@ -60,8 +73,12 @@ async def idempotent(
     except BaseException:
         await platform.idempotency.release(scope, key)
         raise
-    await platform.idempotency.complete(scope, key, status, out)
+    status, out = render(result)
     return JSONResponse(out, status_code=status)
+
+
+def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
+    return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
 
 
 def _body(resp: JSONResponse) -> Any:
@@ -81,11 +98,12 @@ async def draw(
 ) -> JSONResponse:
     """Borrow `amount` now, within the availability at this instant."""
 
-    async def op() -> tuple[int, dict[str, Any]]:
-        r = await platform.credit.draw(facility_id, body.amount, idempotency_key)
-        return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
+    async def run(on_commit: OnCommit) -> MoneyResult:
+        return await platform.credit.draw(facility_id, body.amount, idempotency_key, on_commit)
 
-    return await idempotent(platform, principal, idempotency_key, request, {"amount": str(body.amount)}, op)
+    return await idempotent(
+        platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
+    )
 
 
 @router.post("/repayments", status_code=201)
@@ -99,11 +117,12 @@ async def repay(
 ) -> JSONResponse:
     """Repay `amount`: accrued interest first, then fees, then principal."""
 
-    async def op() -> tuple[int, dict[str, Any]]:
-        r = await platform.credit.repay(facility_id, body.amount, idempotency_key)
-        return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
+    async def run(on_commit: OnCommit) -> MoneyResult:
+        return await platform.credit.repay(facility_id, body.amount, idempotency_key, on_commit)
 
-    return await idempotent(platform, principal, idempotency_key, request, {"amount": str(body.amount)}, op)
+    return await idempotent(
+        platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
+    )
 
 
 @router.get("/statement")

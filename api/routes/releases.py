@@ -11,6 +11,7 @@ from api.deps import BorrowerOnly, IdempotencyKey, PlatformDep, VisibleFacility
 from api.routes.money import idempotent
 from api.schemas import ReleaseCreate
 from api.views import summary_view
+from ledger.credit import OnCommit, ReleaseResult
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
 
@@ -26,15 +27,20 @@ async def release(
 ) -> JSONResponse:
     """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first."""
 
-    async def op() -> tuple[int, dict[str, Any]]:
-        r = await platform.credit.release(facility_id, body.lot_ids, body.sku_id, body.quantity)
-        return 201, {
-            "release_id": r.release_id,
-            "lot_ids": list(r.lot_ids),
-            "quantity": str(r.quantity),
-            "bb_after": str(r.bb_after),
-            "outstanding": str(r.outstanding),
-            "facility": summary_view(r.summary),
-        }
+    async def run(on_commit: OnCommit) -> ReleaseResult:
+        return await platform.credit.release(facility_id, body.lot_ids, body.sku_id, body.quantity, on_commit)
 
-    return await idempotent(platform, principal, idempotency_key, request, body.model_dump(mode="json"), op)
+    return await idempotent(
+        platform, principal, idempotency_key, request, body.model_dump(mode="json"), run, release_view
+    )
+
+
+def release_view(r: ReleaseResult) -> tuple[int, dict[str, Any]]:
+    return 201, {
+        "release_id": r.release_id,
+        "lot_ids": list(r.lot_ids),
+        "quantity": str(r.quantity),
+        "bb_after": str(r.bb_after),
+        "outstanding": str(r.outstanding),
+        "facility": summary_view(r.summary),
+    }

@@ -107,7 +107,8 @@ lot = Table(
     Column("verified", Boolean, nullable=False),
     Column("received_at", UtcDateTime(), nullable=True),
     Index("ix_lot_facility_status_received", "facility_id", "status", "received_at"),
-    Index("ix_lot_facility_site_zone", "facility_id", "site_id", "zone_id"),
+    # No index holds zone_id or quantity on purpose: zone transfers then update rows in place
+    # (PostgreSQL HOT updates), which keeps a movement's cost flat as the ledger grows.
 )
 
 # The pledge registry: one row per pledged EPC. The primary key on `epc` is what makes a second

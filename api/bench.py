@@ -1,0 +1,332 @@
+"""`pledge bench drawdown`: HTTP throughput of money requests against a trivial endpoint.
+
+All against PostgreSQL, in a schema of its own, with the API in its own process (`pledge api`):
+(a) rate of GET /v1/health from 64 concurrent keep-alive clients (the server stack's ceiling);
+(b) rate and p99 of alternating drawdowns and repayments (each with its Idempotency-Key) from
+    64 clients spread over 100 facilities; (c) 1,000 concurrent drawdowns on ONE facility:
+    how far their accepted total exceeds the availability (must be 0); (d) (b) again after
+    1,000,000 postings were loaded into the journal; (e) the API process's peak RSS (VmHWM).
+The load generator is a minimal HTTP/1.1 client on raw asyncio streams, so that the client's
+own cost stays small next to the server's on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from rich.console import Console
+from sqlalchemy import text
+
+from api.principal import TokenBook
+from ledger.core.lot import Movement, MovementKind
+from ledger.core.price import PricePoint
+from ledger.core.pricing import RatePlan
+from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
+from ledger.credit import CreditService
+from ledger.service import LedgerService, LotRegistration
+from ledger.store.engine import create_engine
+from ledger.store.sql import PostgresStore
+from migrations import migrate
+
+D = Decimal
+PLAN = RatePlan(D("0.03"), D("0.01"), {"B": D("0.02")}, D("0.013"))
+
+
+@dataclass
+class Load:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    bodies: list[bytes] = field(default_factory=list)
+
+    def rate(self, seconds: float) -> float:
+        return len(self.latencies) / seconds
+
+    def p(self, q: float) -> float:
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection: request, then read exactly one response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r, self.w = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        return cls(r, w)
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        head = [f"{method} {path} HTTP/1.1", "Host: bench"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        if body:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        self.w.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        status_line = await self.r.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.r.readline()
+            if line in (b"\r\n", b""):
+                break
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "content-length":
+                length = int(v)
+        return status, await self.r.readexactly(length)
+
+    def close(self) -> None:
+        self.w.close()
+
+
+async def _world(url: str, schema: str, facilities: int) -> tuple[list[str], list[str]]:
+    engine = create_engine(url, schema=schema)
+    await migrate(engine)
+    store = PostgresStore(engine)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    ledger = LedgerService(store, clock)
+    credit = CreditService(ledger, clock, PLAN)
+    await ledger.add(Site("S1", "bench site"))
+    await ledger.add(Zone("Z1", "S1", "zone"))
+    await ledger.add(Sku("CU", "copper", "t", D(1000), D("0.01"), "EUR"))
+    await ledger.add(Borrower("BB", "bench borrower", "B"))
+    now = clock()
+    for day in range(30, -1, -1):
+        await ledger.record_price(
+            PricePoint("CU", now - timedelta(days=day), D(8000 + day % 5), "EUR", "bench")
+        )
+    ids = [f"DF{i:04d}" for i in range(facilities)]
+    for fid in ids:
+        await credit.open_facility(
+            Facility(
+                facility_id=fid,
+                borrower_id="BB",
+                currency="EUR",
+                commitment=D(50_000_000),
+                terms={"CU": SkuTerms("CU", D("0.6"))},
+                approved_sites=frozenset({"S1"}),
+                reserves=D(0),
+            ),
+            "B",
+        )
+    regs = [
+        LotRegistration(
+            f"{fid}-L{n}",
+            fid,
+            f"E{fid}{n:04d}",
+            "CU",
+            D(1000),
+            "S1",
+            "Z1",
+            pledge=True,
+            received=True,
+            verified=True,
+        )
+        for fid in ids
+        for n in range(10)
+    ]
+    await ledger.register_lots(regs)
+    tokens = TokenBook(store)
+    secrets = [await tokens.create("borrower", fid, "bench", now) for fid in ids]
+    _ = Movement, MovementKind
+    await store.close()
+    return ids, secrets
+
+
+async def _load_postings(url: str, schema: str, ids: list[str], count: int) -> None:
+    """Bulk-load `count` balanced historic postings (drawdown/repayment pairs that net to zero)."""
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg", "postgresql")
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        seq = {
+            fid: await conn.fetchval("SELECT posting_seq FROM credit_state WHERE facility_id=$1", fid)
+            for fid in ids
+        }
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+        postings, lines = [], []
+        for n in range(count):
+            fid = ids[n % len(ids)]
+            seq[fid] += 1
+            pid = f"H-{n:08d}"
+            kind = "drawdown" if n // len(ids) % 2 == 0 else "repayment"
+            at = base + timedelta(seconds=n)
+            postings.append((fid, pid, seq[fid], at, kind, "EUR", D("100.00"), "history", None))
+            dr, cr = ("principal", "cash") if kind == "drawdown" else ("cash", "principal")
+            lines.append((fid, pid, 0, dr, D("100.00"), D(0)))
+            lines.append((fid, pid, 1, cr, D(0), D("100.00")))
+            if len(postings) >= 50_000:
+                await conn.copy_records_to_table("posting", records=postings)
+                await conn.copy_records_to_table("posting_line", records=lines)
+                postings, lines = [], []
+        if postings:
+            await conn.copy_records_to_table("posting", records=postings)
+            await conn.copy_records_to_table("posting_line", records=lines)
+        for fid, s in seq.items():
+            await conn.execute("UPDATE credit_state SET posting_seq=$2 WHERE facility_id=$1", fid, s)
+        await conn.execute("ANALYZE posting; ANALYZE posting_line")
+    finally:
+        await conn.close()
+
+
+async def _run(port: int, clients: int, seconds: float, make) -> tuple[Load, float]:
+    load = Load()
+    deadline = time.perf_counter() + seconds
+    conns = [await Conn.open(port) for _ in range(clients)]
+
+    async def worker(i: int, c: Conn) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            method, path, headers, body = make(i, n)
+            t0 = time.perf_counter()
+            status, _ = await c.request(method, path, headers, body)
+            load.latencies.append(time.perf_counter() - t0)
+            load.statuses[status] = load.statuses.get(status, 0) + 1
+            n += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+    elapsed = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return load, elapsed
+
+
+def _money(ids: list[str], secrets: list[str], run_id: str):
+    def make(i: int, n: int) -> tuple[str, str, dict[str, str], bytes]:
+        f = (i * 7919 + n) % len(ids)
+        kind = "drawdowns" if n % 2 == 0 else "repayments"
+        headers = {"Authorization": f"Bearer {secrets[f]}", "Idempotency-Key": f"{run_id}-{i}-{n}"}
+        return "POST", f"/v1/facilities/{ids[f]}/{kind}", headers, b'{"amount": "100.00"}'
+
+    return make
+
+
+async def _race(port: int, fid: str, secret: str, n: int) -> tuple[Decimal, Decimal]:
+    """`n` concurrent drawdowns on one facility; returns (accepted total, availability before)."""
+    c = await Conn.open(port)
+    _status, body = await c.request("GET", f"/v1/facilities/{fid}", {"Authorization": f"Bearer {secret}"})
+    c.close()
+    avail = D(json.loads(body)["availability"])
+    amount = (avail / (n // 2)).quantize(D("0.01"))  # about half of them can succeed
+    conns = [await Conn.open(port) for _ in range(min(n, 250))]
+    accepted = D(0)
+
+    async def one(k: int) -> None:
+        nonlocal accepted
+        conn = conns[k % len(conns)]
+        async with locks[k % len(conns)]:
+            s, _ = await conn.request(
+                "POST",
+                f"/v1/facilities/{fid}/drawdowns",
+                {"Authorization": f"Bearer {secret}", "Idempotency-Key": f"race-{k}"},
+                json.dumps({"amount": str(amount)}).encode(),
+            )
+        if s == 201:
+            accepted += amount
+
+    locks = [asyncio.Lock() for _ in conns]
+    await asyncio.gather(*(one(k) for k in range(n)))
+    for conn in conns:
+        conn.close()
+    return accepted, avail
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run_drawdown_bench(url: str, seconds: float, postings: int, console: Console) -> None:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    port = _free_port()
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        ids, secrets = await _world(url, schema, 101)
+        race_id, race_secret = ids.pop(), secrets.pop()
+        env = {**os.environ, "PLEDGE_DATABASE_URL": url, "PLEDGE_DATABASE_SCHEMA": schema}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "api", "--port", str(port), "--log-level", "warning"], env=env
+        )
+        await _wait_port(port)
+        console.print(f"API server pid {server.pid} on port {port}; 100 facilities; {seconds:.0f}s per phase")
+        health, t_a = await _run(port, 64, seconds, lambda i, n: ("GET", "/v1/health", {}, b""))
+        rate_a = health.rate(t_a)
+        console.print(
+            f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}"
+        )
+        money, t_b = await _run(port, 64, seconds, _money(ids, secrets, "b"))
+        rate_b = money.rate(t_b)
+        console.print(
+            f"(b) drawdowns+repayments: {rate_b:,.0f} req/s, p50 {money.p(0.5):.1f} ms, "
+            f"p99 {money.p(0.99):.1f} ms {money.statuses}"
+        )
+        accepted, avail = await _race(port, race_id, race_secret, 1000)
+        overdraw = max(D(0), accepted - avail)
+        console.print(
+            f"(c) 1000 concurrent drawdowns on {race_id}: accepted {accepted} of availability {avail}; "
+            f"overdraw {overdraw}"
+        )
+        t0 = time.perf_counter()
+        await _load_postings(url, schema, ids, postings)
+        console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s")
+        money_d, t_d = await _run(port, 64, seconds, _money(ids, secrets, "d"))
+        rate_d = money_d.rate(t_d)
+        console.print(
+            f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
+            f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}"
+        )
+        rss = _peak_rss_mb(server.pid)
+        console.print(
+            f"drawdown_ratio={rate_b / rate_a:.2f} rps={rate_b:.0f} p99_ms={money.p(0.99):.1f} "
+            f"overdraw={overdraw} growth_ratio={rate_d / rate_b:.2f} peak_rss_mb={rss:.0f}"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = await Conn.open(port)
+            c.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"API server did not listen on port {port} within {timeout}s")
+
+
+_ = random
