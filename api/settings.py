@@ -31,6 +31,23 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = 0.05
     debounce_s: float = 2.0
     max_clock_skew_s: float = 300.0
+    # Gateway (gateway/app.py, docs/gateway.md).
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Prometheus port of `pledge gateway` alone; 0 disables"
+    )
+    mqtt_receive_maximum: int = Field(
+        1000, ge=1, le=65535, description="MQTT 5 Receive Maximum: unacknowledged messages in flight"
+    )
+    heartbeat_grace: float = Field(
+        1.5, gt=1.0, description="a device is offline when silent for heartbeat_interval_s x this"
+    )
+    dedup_retention_s: float = Field(
+        7 * 86400.0, gt=0, description="how long committed event keys are kept for deduplication"
+    )
+    gateway_tick_s: float = Field(
+        0.25, gt=0, description="how often the gateway closes quiet gate passages and sweeps"
+    )
+    device_refresh_s: float = Field(30.0, gt=0, description="how often the device cache is reloaded")
     # Cost-plus pricing (annual fractions): funding + operating + risk premium by tier + margin.
     funding_cost: str = "0.030"
     operating_cost: str = "0.010"

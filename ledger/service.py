@@ -246,7 +246,9 @@ class LedgerService:
     ) -> BatchResult:
         """`apply` inside a caller's transaction (the gateway commits evidence with it)."""
         now = self.clock()
-        current = await tx.lots_by_id([m.lot_id for m in movements], lock=True)
+        lot_ids = [m.lot_id for m in movements]
+        heads = await tx.lock_heads_of_lots(lot_ids)
+        current = await tx.lots_by_id(lot_ids)
         await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
         changes = []
         for mv in movements:
@@ -256,7 +258,7 @@ class LedgerService:
             after = apply_movement(lot, mv)
             changes.append(Change(lot, after, mv.kind, mv.at, mv.evidence, mv.reason))
             current[mv.lot_id] = after
-        return await self._commit(tx, changes, now, trigger)
+        return await self._commit(tx, changes, now, trigger, heads)
 
     async def lots_by_epc(self, epcs: Iterable[str]) -> dict[str, Lot]:
         async with self.store.transaction() as tx:
@@ -478,11 +480,21 @@ class LedgerService:
             await tx.record_pledge_refusal(now, e.epc, e.lot_id, e.requested_by, e.pledged_to, e.message)
 
     async def _commit(
-        self, tx: LedgerTx, changes: Sequence[Change], now: datetime, trigger: str = "movement"
+        self,
+        tx: LedgerTx,
+        changes: Sequence[Change],
+        now: datetime,
+        trigger: str = "movement",
+        heads: dict[str, tuple[int, str]] | None = None,
     ) -> BatchResult:
-        """Journal the changes, update lots, the pledge registry, positions and facility states."""
+        """Journal the changes, update lots, the pledge registry, positions and facility states.
+
+        `heads`: the journal heads already locked by the caller (else they are locked here).
+        """
         facility_ids = {c.after.facility_id for c in changes}
-        heads = await tx.lock_heads(facility_ids)
+        if heads is None:
+            heads = await tx.lock_heads(facility_ids)
+        heads = {f: h for f, h in heads.items() if f in facility_ids}
         if len(heads) != len(facility_ids):
             raise UnknownFacility(sorted(facility_ids - set(heads))[0])
         facilities = await self._load_facilities(tx, facility_ids)

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from ledger.store.engine import create_engine
-from migrations import migrate
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore
+from migrations import migrate
 
 PG_URL = os.environ.get("PLEDGE_TEST_DATABASE_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

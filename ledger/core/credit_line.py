@@ -60,9 +60,7 @@ INFINITE_LTV = Decimal("Infinity")
 _RATIO = Context(prec=28)
 
 LtvState = Literal["ok", "warning", "liquidation"]
-Trigger = Literal[
-    "movement", "revaluation", "drawdown", "repayment", "release", "interest_accrual", "fee"
-]
+Trigger = Literal["movement", "revaluation", "drawdown", "repayment", "release", "interest_accrual", "fee"]
 TRIGGERS: tuple[str, ...] = get_args(Trigger)
 CreditEventKind = Literal[
     "warning_line_crossed",
@@ -324,9 +322,7 @@ def check_drawdown(
     return value
 
 
-def check_release(
-    outstanding: Decimal, bb_after_release: Decimal, facility_id: str, currency: str
-) -> None:
+def check_release(outstanding: Decimal, bb_after_release: Decimal, facility_id: str, currency: str) -> None:
     """Refuse a release of goods after which the BB would not cover the outstanding.
 
     ReleaseRefused.repay_first = outstanding - BB after the release, rounded up to the minor
@@ -339,6 +335,5 @@ def check_release(
         raise ReleaseRefused(
             facility_id,
             _up(out - bb, currency),
-            f"the borrowing base after the release ({bb}) would not cover "
-            f"the outstanding ({out})",
+            f"the borrowing base after the release ({bb}) would not cover the outstanding ({out})",
         )

@@ -52,9 +52,7 @@ class InvalidPeriod(InvalidInput):
     code = "invalid_period"
 
     def __init__(self, start: object, end: object) -> None:
-        super().__init__(
-            f"period [{start}, {end}) ends before it starts", start=str(start), end=str(end)
-        )
+        super().__init__(f"period [{start}, {end}) ends before it starts", start=str(start), end=str(end))
         self.start = start
         self.end = end
 

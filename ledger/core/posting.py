@@ -101,9 +101,7 @@ class UnknownAccount(InvalidInput):
     code = "unknown_account"
 
     def __init__(self, account: str) -> None:
-        super().__init__(
-            f"unknown account {account!r}; expected one of {ACCOUNTS}", account=account
-        )
+        super().__init__(f"unknown account {account!r}; expected one of {ACCOUNTS}", account=account)
         self.account = account
 
 
@@ -177,9 +175,7 @@ class PostingLine:
         if debit < 0 or credit < 0:
             raise InvalidAmount(self.account, (debit, credit), "must not carry a negative amount")
         if (debit > 0) == (credit > 0):
-            raise InvalidAmount(
-                self.account, (debit, credit), "must carry exactly one positive amount"
-            )
+            raise InvalidAmount(self.account, (debit, credit), "must carry exactly one positive amount")
         object.__setattr__(self, "debit", debit)
         object.__setattr__(self, "credit", credit)
 
@@ -297,9 +293,7 @@ def interest_accrual_posting(
     """
     value = _rounded(amount, check_currency(currency), "interest amount")
     lines = _pair("interest_receivable", "interest_income", value)
-    return Posting(
-        posting_id, facility_id, at, "interest_accrual", lines, currency, memo, idempotency_key
-    )
+    return Posting(posting_id, facility_id, at, "interest_accrual", lines, currency, memo, idempotency_key)
 
 
 def fee_posting(
@@ -437,6 +431,4 @@ class Balances:
     @property
     def owed(self) -> Owed:
         """What the borrower owes, in the shape `allocate_repayment` takes."""
-        return Owed(
-            interest=self.interest_receivable, fees=self.fees_receivable, principal=self.principal
-        )
+        return Owed(interest=self.interest_receivable, fees=self.fees_receivable, principal=self.principal)

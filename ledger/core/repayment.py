@@ -62,9 +62,7 @@ def _check_minor_unit(value: Decimal, currency: str, field: str) -> Decimal:
     return value
 
 
-def allocate_repayment(
-    amount: Decimal, owed: Owed, currency: str, *, facility_id: str = ""
-) -> Allocation:
+def allocate_repayment(amount: Decimal, owed: Owed, currency: str, *, facility_id: str = "") -> Allocation:
     """Split `amount` (currency units, > 0, at the minor unit): interest, then fees, then principal.
 
     Raises InvalidAmount for a zero, negative, float or sub-minor-unit amount, and Overpayment

@@ -327,6 +327,23 @@ class SqlTx(CreditSqlMixin, LedgerTx):
         return [dict(r._mapping) for r in await self.conn.execute(q)]
 
     # --- journal -------------------------------------------------------------------------------
+    async def lock_heads_of_lots(self, lot_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Lock the journal heads of the facilities owning `lot_ids` (sorted order).
+
+        A lot's facility never changes and every writer of a lot holds its facility's head, so
+        once these heads are held the lots can be read without row locks (no lock WAL per lot).
+        """
+        ids = sorted(set(lot_ids))
+        owners = select(t.lot.c.facility_id).where(t.lot.c.lot_id.in_(ids)).distinct().scalar_subquery()
+        q = (
+            select(t.journal_head)
+            .where(t.journal_head.c.facility_id.in_(owners))
+            .order_by(t.journal_head.c.facility_id)
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        return {r.facility_id: (r.seq, r.hash) for r in await self.conn.execute(q)}
+
     async def lock_heads(self, facility_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
         ids = sorted(set(facility_ids))  # one global order: no deadlock between batches
         out: dict[str, tuple[int, str]] = {}

@@ -35,14 +35,20 @@ class Api:
 async def make_api(store, clock) -> Platform:
     ledger = LedgerService(store, clock)
     credit = CreditService(ledger, clock, PLAN)
-    platform = Platform(store, ledger, credit, TokenBook(store), IdempotencyBook(store), clock, feed_poll_s=0.05)
+    platform = Platform(
+        store, ledger, credit, TokenBook(store), IdempotencyBook(store), clock, feed_poll_s=0.05
+    )
     await build(ledger, "F0")
     await credit.open_facility(facility("F1", commitment=D("1000000"), reserves=D(0)), "B")
     await credit.open_facility(facility("F2", borrower_id="B2", commitment=D("500000"), reserves=D(0)), "C")
     for day in range(30, -1, -1):
         await price(ledger, "CU-CATH", str(8000 + (day % 3) * 10), days_ago=day)
-    await ledger.register_lots([lot(n, pledge=True, received=True, verified=True, qty="10") for n in range(1, 5)])
-    await ledger.register_lots([lot(n, "F2", pledge=True, received=True, verified=True, qty="10") for n in range(5, 7)])
+    await ledger.register_lots(
+        [lot(n, pledge=True, received=True, verified=True, qty="10") for n in range(1, 5)]
+    )
+    await ledger.register_lots(
+        [lot(n, "F2", pledge=True, received=True, verified=True, qty="10") for n in range(5, 7)]
+    )
     return platform
 
 

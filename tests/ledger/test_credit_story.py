@@ -25,12 +25,14 @@ async def world(store, clock):
     await credit.open_facility(facility("F1", commitment=D("1000000"), reserves=D(0)), "B")
     for day in range(30, -1, -1):
         await price(ledger, "CU-CATH", str(8000 + (day % 3) * 10), days_ago=day)
-    await ledger.register_lots([lot(n, pledge=True, received=True, verified=True, qty="10") for n in range(1, 5)])
+    await ledger.register_lots(
+        [lot(n, pledge=True, received=True, verified=True, qty="10") for n in range(1, 5)]
+    )
     return ledger, credit
 
 
 async def test_draw_repay_and_interest_by_hand(store, clock):
-    ledger, credit = await world(store, clock)
+    _ledger, credit = await world(store, clock)
     s = await credit.summary("F1")
     assert s.rate.total == D("0.073")
     assert s.availability > D("100000")
@@ -49,7 +51,7 @@ async def test_draw_repay_and_interest_by_hand(store, clock):
 
 
 async def test_drawdown_above_availability_is_refused(store, clock):
-    ledger, credit = await world(store, clock)
+    _ledger, credit = await world(store, clock)
     avail = (await credit.summary("F1")).availability
     with pytest.raises(InsufficientAvailability):
         await credit.draw("F1", avail + D("0.01"))

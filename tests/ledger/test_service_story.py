@@ -22,10 +22,12 @@ async def test_receiving_pledged_lots_raises_the_borrowing_base(store, clock):
     await svc.register_lots([lot(1, pledge=True), lot(2, pledge=True)])
     assert (await svc.borrowing_base("F1")).borrowing_base == 0  # expected goods do not count
 
-    await svc.apply([
-        Movement(MovementKind.RECEIPT, "L000001", clock(), ("gate-1:1",), zone_id="SH1-A", verified=True),
-        Movement(MovementKind.RECEIPT, "L000002", clock(), ("gate-1:2",), zone_id="SH1-A", verified=True),
-    ])
+    await svc.apply(
+        [
+            Movement(MovementKind.RECEIPT, "L000001", clock(), ("gate-1:1",), zone_id="SH1-A", verified=True),
+            Movement(MovementKind.RECEIPT, "L000002", clock(), ("gate-1:2",), zone_id="SH1-A", verified=True),
+        ]
+    )
     bb = await svc.borrowing_base("F1")
     cert = await svc.certificate("F1")
     assert bb.borrowing_base == cert.base.borrowing_base
@@ -61,11 +63,13 @@ async def test_unverified_and_unpledged_lots_carry_their_reason(store, clock):
     svc = LedgerService(store, clock)
     await build(svc)
     await price(svc, "CU-CATH", "8000")
-    await svc.register_lots([
-        lot(1, pledge=True, received=True, verified=False),
-        lot(2, pledge=False, received=True, verified=True),
-        lot(3, pledge=True, received=True, verified=True, site_id="QD2", zone_id="QD2-Y"),
-    ])
+    await svc.register_lots(
+        [
+            lot(1, pledge=True, received=True, verified=False),
+            lot(2, pledge=False, received=True, verified=True),
+            lot(3, pledge=True, received=True, verified=True, site_id="QD2", zone_id="QD2-Y"),
+        ]
+    )
     cert = await svc.certificate("F1")
     reasons = {le.lot.lot_id: le.reason for le in cert.lots}
     assert reasons == {

@@ -22,10 +22,17 @@ def steel() -> Sku:
 
 def facility(facility_id: str = "F1", **kw: object) -> Facility:
     args: dict = dict(
-        facility_id=facility_id, borrower_id="B1", currency="EUR", commitment=D("5000000"),
-        terms={"CU-CATH": SkuTerms("CU-CATH", D("0.65"), D("0.6")),
-               "ST-COIL": SkuTerms("ST-COIL", D("0.50"), D("1"))},
-        approved_sites=frozenset({"SH1"}), reserves=D("10000"), max_age_days=180,
+        facility_id=facility_id,
+        borrower_id="B1",
+        currency="EUR",
+        commitment=D("5000000"),
+        terms={
+            "CU-CATH": SkuTerms("CU-CATH", D("0.65"), D("0.6")),
+            "ST-COIL": SkuTerms("ST-COIL", D("0.50"), D("1")),
+        },
+        approved_sites=frozenset({"SH1"}),
+        reserves=D("10000"),
+        max_age_days=180,
     )
     args.update(kw)
     return Facility(**args)
@@ -50,10 +57,17 @@ async def price(svc: LedgerService, sku_id: str, value: str, days_ago: int = 0) 
     await svc.record_price(PricePoint(sku_id, now - timedelta(days=days_ago), D(value), "EUR", "LME"))
 
 
-def lot(n: int, facility_id: str = "F1", sku: str = "CU-CATH", qty: str = "25", **kw: object) -> LotRegistration:
+def lot(
+    n: int, facility_id: str = "F1", sku: str = "CU-CATH", qty: str = "25", **kw: object
+) -> LotRegistration:
     args: dict = dict(
-        lot_id=f"L{n:06d}", facility_id=facility_id, epc=f"E28011700000{n:012X}", sku_id=sku,
-        quantity=D(qty), site_id="SH1", zone_id="SH1-A",
+        lot_id=f"L{n:06d}",
+        facility_id=facility_id,
+        epc=f"E28011700000{n:012X}",
+        sku_id=sku,
+        quantity=D(qty),
+        site_id="SH1",
+        zone_id="SH1-A",
     )
     args.update(kw)
     return LotRegistration(**args)
