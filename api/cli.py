@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from ledger.service import LedgerService
 from ledger.store.engine import create_engine
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore
 from migrations import migrate
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayOptions
 
 app = typer.Typer(help="IoT inventory-pledge financing platform", no_args_is_help=True)
 ledger_app = typer.Typer(help="Collateral ledger commands", no_args_is_help=True)
@@ -201,6 +204,286 @@ def bench_drawdown(
     from api.bench import run_drawdown_bench
 
     asyncio.run(run_drawdown_bench(database_url, seconds, postings, console))
+
+
+# --- gateway: `pledge gateway`, `pledge serve`, `pledge devices ...`, `pledge deadletters` -------
+
+devices_app = typer.Typer(help="Device registry (MQTT gateway)", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+
+
+def _gateway_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def gateway_options(settings: Settings) -> GatewayOptions:
+    """The gateway's options from settings (protocol 311 is forced for the embedded broker)."""
+    from gateway.app import GatewayOptions
+    from gateway.ingest import IngestConfig
+
+    return GatewayOptions(
+        mqtt_url=settings.mqtt_url,
+        client_id=settings.mqtt_client_id,
+        protocol=5 if settings.mqtt_protocol == 5 else 311,
+        receive_maximum=settings.mqtt_receive_maximum,
+        share_group=settings.mqtt_share_group,
+        sites=tuple(x.strip() for x in (settings.mqtt_sites or "").split(",") if x.strip()),
+        batch_max=settings.batch_max,
+        batch_max_wait_s=settings.batch_max_wait_s,
+        tick_s=settings.gateway_tick_s,
+        ingest=IngestConfig(
+            debounce_s=settings.debounce_s,
+            max_skew_s=settings.max_clock_skew_s,
+            heartbeat_grace=settings.heartbeat_grace,
+            dedup_retention_s=settings.dedup_retention_s,
+            device_refresh_s=settings.device_refresh_s,
+        ),
+    )
+
+
+async def build_gateway_platform(settings: Settings) -> Platform:
+    """`build_platform` plus the gateway's parts: device registry, metrics registry, routers."""
+    from prometheus_client import CollectorRegistry
+
+    from api.routes import deadletters, devices
+    from gateway.registry import DeviceRegistry
+
+    platform = await build_platform(settings)
+    platform.devices = DeviceRegistry(platform.store, platform.clock)
+    platform.extra["metrics_registry"] = CollectorRegistry()
+    platform.extra.setdefault("routers", []).extend([devices.router, deadletters.router])
+    return platform
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set `stop`. signal.signal rather than loop.add_signal_handler: uvicorn
+    (pledge serve) replaces handlers while it serves, then restores these and re-raises the
+    signal it caught, which lands here instead of killing the process mid-shutdown."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, _frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+@app.command("gateway")
+def gateway_command() -> None:
+    """Run the MQTT gateway alone (PLEDGE_MQTT_URL unset: an embedded broker); SIGTERM stops it."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from gateway.app import run_gateway
+    from gateway.metrics import GatewayMetrics
+
+    settings = Settings()
+    _gateway_logging()
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        platform = await build_platform(settings)
+        registry = CollectorRegistry()
+        metrics = GatewayMetrics(registry)
+        server = None
+        if settings.metrics_port:
+            server, _thread = start_http_server(settings.metrics_port, settings.api_host, registry)
+            console.print(f"metrics at http://{settings.api_host}:{settings.metrics_port}/metrics")
+        try:
+            await run_gateway(gateway_options(settings), platform.ledger, utcnow, metrics, stop)
+        finally:
+            if server is not None:
+                server.shutdown()
+            await platform.store.close()
+
+    run(go)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+) -> None:
+    """Run the gateway and the HTTP API in one process (one event loop); /metrics on the API."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.routes import metrics as metrics_route
+    from gateway.app import run_gateway
+    from gateway.metrics import GatewayMetrics
+
+    settings = Settings()
+    _gateway_logging()
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        platform = await build_gateway_platform(settings)
+        metrics = GatewayMetrics(platform.extra["metrics_registry"])
+        web = create_app(platform)
+        web.include_router(metrics_route.router)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                web, host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+            )
+        )
+        gateway = asyncio.create_task(
+            run_gateway(gateway_options(settings), platform.ledger, utcnow, metrics, stop)
+        )
+        gateway.add_done_callback(lambda _t: setattr(server, "should_exit", True))
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            try:
+                await gateway
+            finally:
+                await platform.store.close()
+
+    run(go)
+
+
+def _registry_errors(fn: Callable[[], Awaitable[T]]) -> T:
+    from gateway.registry import RegistryError
+
+    try:
+        return run(fn)
+    except RegistryError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+
+
+@devices_app.command("register")
+def devices_register(
+    device_id: Annotated[str, typer.Option("--id", help="device id (also its MQTT user name)")],
+    kind: Annotated[str, typer.Option(help="rfid_gate | rfid_zone | scale | camera")],
+    site: Annotated[str, typer.Option(help="site id")],
+    zone: Annotated[str, typer.Option(help="zone id (a gate's: where received goods are booked)")],
+    format: Annotated[
+        str, typer.Option(help="native | impinj | zebra | epcis | scale_json | mtsics | camera")
+    ],
+    secret: Annotated[str | None, typer.Option(help="native: HMAC key as hex (default: generated)")] = None,
+    antenna: Annotated[
+        list[str] | None, typer.Option(help="gate antenna side, repeatable: --antenna 1=outside")
+    ] = None,
+    heartbeat_interval: Annotated[int, typer.Option(help="seconds between heartbeats")] = 60,
+) -> None:
+    """Register a device; a native device's secret is printed alone on the last line, once."""
+    from gateway.registry import DeviceRegistry, DeviceSpec
+
+    settings = Settings()
+    sides: dict[int, str] = {}
+    for item in antenna or []:
+        port_text, _, side = item.partition("=")
+        if not port_text.strip().isdigit():
+            raise typer.BadParameter(f"{item!r}: expected PORT=outside|inside", param_hint="--antenna")
+        sides[int(port_text)] = side.strip()
+    spec = DeviceSpec(device_id, site, zone, kind, format, secret, sides, heartbeat_interval)
+
+    async def go() -> str | None:
+        store = await open_store(settings)
+        try:
+            _device, key = await DeviceRegistry(store, utcnow).register(spec)
+            return key
+        finally:
+            await store.close()
+
+    key = _registry_errors(go)
+    console.print(f"registered {kind} {device_id} at {site}/{zone} ({format})")
+    if key is not None:
+        print(key)
+
+
+@devices_app.command("list")
+def devices_list(site: Annotated[str | None, typer.Option(help="only this site")] = None) -> None:
+    """Registered devices with their status (online, last seen, last native seq)."""
+    from rich.table import Column, Table
+
+    from gateway.registry import DeviceRegistry
+
+    settings = Settings()
+
+    async def go() -> list[Any]:
+        store = await open_store(settings)
+        try:
+            return await DeviceRegistry(store, utcnow).statuses(site)
+        finally:
+            await store.close()
+
+    table = Table(
+        "device",
+        "kind",
+        "site",
+        "zone",
+        "format",
+        Column("antennas", no_wrap=True),
+        "active",
+        "online",
+        Column("last seen", no_wrap=True),
+        "last seq",
+    )
+    for s in _registry_errors(go):
+        d = s.device
+        table.add_row(
+            d.device_id,
+            d.kind,
+            d.site_id,
+            d.zone_id or "",
+            d.format,
+            ",".join(f"{k}={v}" for k, v in sorted(d.antenna_sides.items())),
+            "yes" if d.active else "no",
+            "yes" if s.online else "no",
+            s.last_seen_at.isoformat(timespec="seconds") if s.last_seen_at else "-",
+            "-" if s.last_seq is None else str(s.last_seq),
+        )
+    console.print(table)
+
+
+@app.command("deadletters")
+def deadletters_command(
+    reason: Annotated[str | None, typer.Option(help="only this reason code")] = None,
+    since: Annotated[str | None, typer.Option(help="only from this time (ISO 8601 with offset)")] = None,
+    after: Annotated[int | None, typer.Option(help="page: ids above this one")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+) -> None:
+    """Messages the gateway refused (oldest first), then the counts by reason."""
+    from rich.table import Table
+
+    from gateway.dead_letter import DeadLetterBook
+
+    settings = Settings()
+    when = None
+    if since is not None:
+        when = datetime.fromisoformat(since)
+        if when.tzinfo is None:
+            raise typer.BadParameter("needs an offset, e.g. 2026-01-05T09:00:00+00:00", param_hint="--since")
+
+    async def go() -> tuple[list[Any], dict[str, int]]:
+        store = await open_store(settings)
+        try:
+            book = DeadLetterBook(store)
+            return await book.list(reason, when, after, limit), await book.counts(when)
+        finally:
+            await store.close()
+
+    letters, counts = run(go)
+    table = Table("id", "at", "reason", "device", "topic", "bytes", "detail")
+    for d in letters:
+        table.add_row(
+            str(d.dead_letter_id),
+            d.at.isoformat(timespec="seconds"),
+            d.reason,
+            d.device_id or "-",
+            d.topic,
+            str(d.size),
+            d.detail[:80],
+        )
+    console.print(table)
+    console.print("by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
 
 
 def main() -> None:  # pragma: no cover

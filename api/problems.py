@@ -46,7 +46,7 @@ class ApiProblem(Exception):
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail, **extra}
+    body = {**extra, "type": TYPE_BASE + code, "title": title, "status": status, "detail": detail}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
@@ -58,8 +58,16 @@ def status_of(err: E.LedgerError) -> int:
     return 400
 
 
+_RESERVED = {"type", "title", "status", "detail", "instance", "code"}
+
+
 def ledger_problem(err: E.LedgerError) -> JSONResponse:
-    facts = {k: v for k, v in err.facts.items() if isinstance(v, str | int | bool | None)}
+    """The error's facts become extension members; names RFC 9457 reserves get a `fact_` prefix."""
+    facts = {
+        (f"fact_{k}" if k in _RESERVED else k): v
+        for k, v in err.facts.items()
+        if isinstance(v, str | int | bool | None)
+    }
     return problem(status_of(err), err.code, type(err).__name__, err.message, **facts)
 
 

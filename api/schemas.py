@@ -4,18 +4,32 @@ a JSON float cannot carry 0.10 exactly, so amounts like 0.1 as numbers are refus
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ledger.core.errors import InvalidReference
+
 DECIMAL_RE = r"^-?\d{1,18}(\.\d{1,18})?$"
+
+
+def instant(when: datetime, name: str) -> datetime:
+    """A timezone-aware time that exists in UTC (years 1..9999 after conversion), else 422."""
+    if when.tzinfo is None:
+        raise InvalidReference(f"{name} needs a timezone (e.g. 2026-01-05T09:00:00Z)")
+    try:
+        return when.astimezone(UTC)
+    except (OverflowError, ValueError) as e:
+        raise InvalidReference(f"{name} is out of range once converted to UTC") from e
 
 
 def _decimal_text(v: Any) -> Any:
     if isinstance(v, Decimal):
         return v
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**18:
+        raise ValueError("must be below 10^18")
     if isinstance(v, bool) or not isinstance(v, str | int):
         raise ValueError(
             'must be a decimal string such as "1000.00" (JSON numbers with a fraction are refused)'

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="Prometheus port of `pledge gateway` alone; 0 disables"
     )
+    mqtt_sites: str | None = Field(
+        None, description="comma-separated site ids: subscribe only to their topics (unset: all)"
+    )
     mqtt_receive_maximum: int = Field(
         1000, ge=1, le=65535, description="MQTT 5 Receive Maximum: unacknowledged messages in flight"
     )

@@ -128,6 +128,12 @@ class CreditService:
             )
             return await self._summary_in(tx, f.facility_id, now)
 
+    async def facility_ids(self) -> list[str]:
+        """Facilities with a credit line (ledger-only facilities have none)."""
+        async with self.ledger.transaction() as tx:
+            ids = await tx.list_facility_ids()
+            return sorted((await tx.credit_states(ids)).keys())
+
     async def summary(self, facility_id: str) -> FacilitySummary:
         async with self.ledger.transaction() as tx:
             return await self._summary_in(tx, facility_id, self.clock())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 
 import api.tables  # noqa: F401  (registers its tables on the shared metadata)
+import gateway.tables  # noqa: F401  (idem)
 from ledger.store.tables import metadata
 
 connection = context.config.attributes.get("connection")

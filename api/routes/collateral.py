@@ -6,28 +6,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import PlatformDep, Staff, VisibleFacility
-from api.schemas import Format, LotsCreate
+from api.schemas import Format, LotsCreate, instant
 from api.views import certificate_csv, certificate_view, entry_view, lot_view
-from ledger.core.errors import InvalidReference
 from ledger.core.lot import LotStatus, MovementKind
 from ledger.service import LotRegistration
 from ledger.store.port import MovementFilter
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["collateral"])
 
-IdQ = Query(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+# One Annotated alias, not one shared Query() object: FastAPI binds a shared default to the
+# first parameter only, so every filter would have read `?site_id=`.
+IdQ = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 def _aware(when: datetime | None) -> datetime | None:
-    if when is not None and when.tzinfo is None:
-        raise InvalidReference("timestamps need a timezone (e.g. 2026-01-05T09:00:00Z)")
-    return when
+    return None if when is None else instant(when, "time")
 
 
 @router.get("/positions")
@@ -35,12 +34,12 @@ async def positions(
     facility_id: VisibleFacility,
     platform: PlatformDep,
     as_of: datetime | None = None,
-    site_id: str | None = IdQ,
-    zone_id: str | None = IdQ,
-    sku_id: str | None = IdQ,
-    lot_id: str | None = IdQ,
+    site_id: IdQ = None,
+    zone_id: IdQ = None,
+    sku_id: IdQ = None,
+    lot_id: IdQ = None,
     status: LotStatus | None = None,
-    after: str | None = IdQ,
+    after: IdQ = None,
     limit: int = Query(100, ge=1, le=10_000),
 ) -> dict[str, Any]:
     """Lots of the facility by site, zone, SKU, lot and status; `as_of` replays the journal."""
@@ -69,13 +68,13 @@ async def movements(
     facility_id: VisibleFacility,
     platform: PlatformDep,
     kind: MovementKind | None = None,
-    lot_id: str | None = IdQ,
-    site_id: str | None = IdQ,
-    zone_id: str | None = IdQ,
-    sku_id: str | None = IdQ,
+    lot_id: IdQ = None,
+    site_id: IdQ = None,
+    zone_id: IdQ = None,
+    sku_id: IdQ = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    after: int | None = Query(None, ge=0),
+    after: int | None = Query(None, ge=0, le=2**63 - 1),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> dict[str, Any]:
     """Journal entries with filters, keyset-paginated by sequence (`after` = last seq seen)."""

@@ -39,11 +39,11 @@ async def create_facility(body: FacilityCreate, platform: PlatformDep, _: Admin)
 @router.get("")
 async def list_facilities(platform: PlatformDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Facilities the caller may see (a borrower: its own)."""
-    ids = await platform.ledger.facility_ids()
-    visible = [f for f in ids if principal.may_see(f)]
+    visible = [f for f in await platform.credit.facility_ids() if principal.may_see(f)]
     return {
         "items": [summary_view(await platform.credit.summary(f)) for f in visible[:1000]],
         "total": len(visible),
+        "truncated": len(visible) > 1000,
     }
 
 

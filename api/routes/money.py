@@ -14,7 +14,7 @@ from api.idempotency import KeyInFlight, KeyReused, request_hash
 from api.platform import Platform
 from api.principal import Principal
 from api.problems import ApiProblem, ledger_problem
-from api.schemas import MoneyCreate
+from api.schemas import MoneyCreate, instant
 from api.views import posting_view, statement_view, summary_view
 from ledger.core.errors import InvalidReference, LedgerError
 from ledger.credit import MoneyResult, OnCommit
@@ -67,14 +67,23 @@ async def idempotent(
     try:
         result = await run(on_commit)
     except LedgerError as e:
-        resp = ledger_problem(e)
-        await platform.idempotency.complete(scope, key, resp.status_code, _body(resp))
+        try:
+            resp = ledger_problem(e)
+            await platform.idempotency.complete(scope, key, resp.status_code, _body(resp))
+        except BaseException:
+            await platform.idempotency.release(scope, key)
+            raise
         return resp
     except BaseException:
         await platform.idempotency.release(scope, key)
         raise
     status, out = render(result)
     return JSONResponse(out, status_code=status)
+
+
+def posting_key(principal: Principal, key: str | None) -> str | None:
+    """The key a posting carries: scoped by token, like the idempotency record."""
+    return None if key is None else f"{principal.token_id}:{key}"
 
 
 def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
@@ -99,7 +108,9 @@ async def draw(
     """Borrow `amount` now, within the availability at this instant."""
 
     async def run(on_commit: OnCommit) -> MoneyResult:
-        return await platform.credit.draw(facility_id, body.amount, idempotency_key, on_commit)
+        return await platform.credit.draw(
+            facility_id, body.amount, posting_key(principal, idempotency_key), on_commit
+        )
 
     return await idempotent(
         platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
@@ -118,7 +129,9 @@ async def repay(
     """Repay `amount`: accrued interest first, then fees, then principal."""
 
     async def run(on_commit: OnCommit) -> MoneyResult:
-        return await platform.credit.repay(facility_id, body.amount, idempotency_key, on_commit)
+        return await platform.credit.repay(
+            facility_id, body.amount, posting_key(principal, idempotency_key), on_commit
+        )
 
     return await idempotent(
         platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
@@ -133,8 +146,9 @@ async def statement(
     end: datetime,
 ) -> dict[str, Any]:
     """Postings with running balances for [start, end)."""
-    if start.tzinfo is None or end.tzinfo is None or end <= start:
-        raise InvalidReference("start and end need a timezone, and end must be after start")
+    start, end = instant(start, "start"), instant(end, "end")
+    if end <= start:
+        raise InvalidReference("end must be after start")
     return statement_view(await platform.credit.statement(facility_id, start, end))
 
 
@@ -143,7 +157,7 @@ async def events(
     facility_id: VisibleFacility,
     platform: PlatformDep,
     _: CurrentPrincipal,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=2**63 - 1),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Credit events (margin calls, freezes, cures, releases), oldest first, keyset by id."""

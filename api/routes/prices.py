@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import CurrentPrincipal, PlatformDep, Staff
-from api.schemas import PriceCreate
-from ledger.core.errors import InvalidReference, UnknownSku
+from api.schemas import PriceCreate, instant
+from ledger.core.errors import UnknownSku
 from ledger.core.price import PricePoint
 from ledger.core.reference import Sku
 
@@ -19,9 +19,7 @@ router = APIRouter(prefix="/prices", tags=["prices"])
 @router.post("", status_code=201)
 async def record_price(body: PriceCreate, platform: PlatformDep, _: Staff) -> dict[str, Any]:
     """Record a price; every facility holding the SKU is revalued in the same transaction."""
-    at = body.at or platform.clock()
-    if at.tzinfo is None:
-        raise InvalidReference("`at` needs a timezone")
+    at = instant(body.at, "at") if body.at is not None else platform.clock()
     r = await platform.ledger.record_price(
         PricePoint(body.sku_id, at, body.price, body.currency, body.source)
     )
@@ -45,8 +43,8 @@ async def price_history(
     """Newest `limit` prices at or before `until`, oldest first."""
     if await platform.ledger.get(Sku, sku_id) is None:
         raise UnknownSku(sku_id)
-    if until is not None and until.tzinfo is None:
-        raise InvalidReference("`until` needs a timezone")
+    if until is not None:
+        until = instant(until, "until")
     pts = await platform.ledger.price_history(sku_id, until, limit)
     return {
         "sku_id": sku_id,

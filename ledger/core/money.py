@@ -22,7 +22,10 @@ def minor_unit(currency: str) -> int:
 def quantize_money(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half-even (banker's rounding)."""
     exp = Decimal(1).scaleb(-minor_unit(currency))
-    return amount.quantize(exp, rounding=ROUND_HALF_EVEN)
+    try:
+        return amount.quantize(exp, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation as e:  # more digits than the context can hold
+        raise InvalidAmount("amount", amount, "is too large") from e
 
 
 def to_decimal(value: object, *, field: str = "amount") -> Decimal:

@@ -153,6 +153,10 @@ class Facility:
             raise InvalidReference("haircut_floor must not exceed haircut_cap")
         if not self.terms:
             raise InvalidReference("a facility needs terms (advance rate) for at least one SKU")
+        for sku_id, terms in self.terms.items():
+            # the store keeps terms under terms.sku_id and positions under the key: they must agree
+            if terms.sku_id != sku_id:
+                raise InvalidReference(f"terms for SKU {sku_id!r} are written for SKU {terms.sku_id!r}")
         if self.status not in ("active", "closed"):
             raise InvalidReference(f"facility status {self.status!r} must be active or closed")
         object.__setattr__(self, "terms", MappingProxyType(dict(self.terms)))

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.core.errors import IdempotencyConflict
@@ -74,19 +75,15 @@ class CreditSqlMixin:
     async def insert_postings(self, postings: Sequence[Posting], first_seq: int) -> None:
         if not postings:
             return
-        keyed = [p for p in postings if p.idempotency_key is not None]
-        if keyed:
-            clash = await self.conn.execute(
-                select(t.posting.c.posting_id).where(
-                    t.posting.c.facility_id == keyed[0].facility_id,
-                    t.posting.c.idempotency_key.in_([p.idempotency_key for p in keyed]),
-                )
-            )
-            if clash.first() is not None:
-                raise IdempotencyConflict(
-                    "this Idempotency-Key has already booked a posting on this facility",
-                    key=keyed[0].idempotency_key,
-                )
+        try:
+            await self._insert_posting_rows(postings, first_seq)
+        except IntegrityError as e:  # ux_posting_idempotency: the key already booked money
+            raise IdempotencyConflict(
+                "this Idempotency-Key has already booked a posting on this facility",
+                key=postings[0].idempotency_key,
+            ) from e
+
+    async def _insert_posting_rows(self, postings: Sequence[Posting], first_seq: int) -> None:
         await self.conn.execute(
             t.posting.insert(),
             [

@@ -260,7 +260,7 @@ posting = Table(
     Column("currency", String(3), nullable=False),
     Column("amount", DecimalType(), nullable=False),
     Column("memo", Text, nullable=False),
-    Column("idempotency_key", String(200), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
     Index("ux_posting_facility_seq", "facility_id", "seq", unique=True),
     # A money request's Idempotency-Key can book at most one posting, even across a crash.
     Index("ux_posting_idempotency", "facility_id", "idempotency_key", unique=True),

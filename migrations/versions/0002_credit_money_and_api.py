@@ -71,7 +71,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("amount", ledger.store.types.DecimalType(), nullable=False),
         sa.Column("memo", sa.Text(), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.PrimaryKeyConstraint("facility_id", "posting_id"),
     )
     with op.batch_alter_table("posting", schema=None) as batch_op:

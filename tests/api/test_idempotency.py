@@ -1,0 +1,184 @@
+"""Idempotency-Key on money-moving requests (IETF httpapi draft, Stripe's semantics).
+
+missing key -> 400; same key + same body -> the stored response, replayed; same key + different
+body -> 422; same key while the first request is still running -> 409. Errors are stored and
+replayed like successes. Keys are scoped per token. What matters to the borrower is the money:
+every test checks the statement, not only the status codes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from api.idempotency import request_hash
+
+D = Decimal
+DRAW, REPAY, RELEASE = (f"/v1/facilities/F1/{x}" for x in ("drawdowns", "repayments", "releases"))
+PROBLEM = "application/problem+json"
+SQLITE_ONLY = pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # decided before any SQL
+POSTGRES_ONLY = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+PERIOD = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
+
+
+async def postings(api, facility_id: str = "F1") -> list[tuple[str, str]]:
+    """(kind, amount) of every statement line this month: what was really booked."""
+    r = await api.client.get(
+        f"/v1/facilities/{facility_id}/statement", params=PERIOD, headers=api.auth("collateral_manager")
+    )
+    assert r.status_code == 200, r.text
+    return [(ln["kind"], ln["amount"]) for ln in r.json()["lines"]]
+
+
+def keyed(api, key: str, who: str = "borrower") -> dict[str, str]:
+    return {**api.auth(who), "Idempotency-Key": key}
+
+
+@SQLITE_ONLY
+async def test_a_money_request_without_a_key_is_400_and_books_nothing(api):
+    for path, body in (
+        (DRAW, {"amount": "100.00"}),
+        (REPAY, {"amount": "1.00"}),
+        (RELEASE, {"lot_ids": ["L000001"]}),
+    ):
+        for headers in (api.auth("borrower"), keyed(api, "")):
+            r = await api.client.post(path, json=body, headers=headers)
+            assert r.status_code == 400, (path, r.text)
+            assert r.headers["content-type"].startswith(PROBLEM)
+            assert r.json()["type"].endswith("/idempotency_key_missing")
+    assert await postings(api) == []
+    pos = (
+        await api.client.get("/v1/facilities/F1/positions?lot_id=L000001", headers=api.auth("borrower"))
+    ).json()
+    assert pos["items"][0]["status"] == "pledged"
+
+
+async def test_the_same_key_and_body_replay_the_stored_response_without_a_second_posting(api):
+    c = api.client
+    first = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "draw-1"))
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    # The facility moves on before the retry: a replay must return the ORIGINAL response.
+    assert (await c.post(DRAW, json={"amount": "5.00"}, headers=keyed(api, "draw-2"))).status_code == 201
+
+    again = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "draw-1"))
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.json()["facility"]["principal"] == "1000.00"  # stale on purpose: it is the stored answer
+    assert await postings(api) == [("drawdown", "1000.00"), ("drawdown", "5.00")]
+    now = (await c.get("/v1/facilities/F1", headers=api.auth("borrower"))).json()
+    assert now["principal"] == "1005.00"
+
+
+async def test_a_replayed_release_authorises_the_lots_once(api):
+    c = api.client
+    first = await c.post(RELEASE, json={"lot_ids": ["L000002"]}, headers=keyed(api, "rel-1"))
+    assert first.status_code == 201, first.text
+    again = await c.post(RELEASE, json={"lot_ids": ["L000002"]}, headers=keyed(api, "rel-1"))
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["release_id"] == first.json()["release_id"]
+    events = (await c.get("/v1/facilities/F1/events", headers=api.auth("borrower"))).json()["items"]
+    assert [e["kind"] for e in events].count("release_approved") == 1
+
+
+async def test_the_same_key_with_another_body_or_route_is_422_and_books_nothing(api):
+    c = api.client
+    assert (await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "k"))).status_code == 201
+    for path, body in ((DRAW, {"amount": "2000.00"}), (REPAY, {"amount": "1000.00"})):
+        r = await c.post(path, json=body, headers=keyed(api, "k"))
+        assert r.status_code == 422, (path, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM)
+        assert r.json()["type"].endswith("/idempotency_key_reused")
+    assert await postings(api) == [("drawdown", "1000.00")]
+
+
+async def test_the_same_key_while_the_first_request_is_in_flight_is_409(api):
+    """Claim the key exactly as the first request would, then send the duplicate: deterministic."""
+    c, platform = api.client, api.platform
+    principal = await platform.tokens.authenticate(api.tokens["borrower"])
+    assert principal is not None
+    scope, req = principal.token_id, request_hash("POST", DRAW, {"amount": "1000.00"})
+    assert await platform.idempotency.claim(scope, "slow-1", req, platform.clock()) is None
+
+    r = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    assert r.json()["type"].endswith("/idempotency_key_in_flight")
+    # A different body under an in-flight key is still a misuse of the key: 422, not 409.
+    other = await c.post(DRAW, json={"amount": "7.00"}, headers=keyed(api, "slow-1"))
+    assert other.status_code == 422
+    assert await postings(api) == []
+
+    # The first request dies without an answer (its claim is released): the retry goes through once.
+    await platform.idempotency.release(scope, "slow-1")
+    retry = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
+    assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers
+    assert await postings(api) == [("drawdown", "1000.00")]
+
+
+async def test_an_error_response_is_stored_and_replayed_even_when_the_request_would_now_succeed(api):
+    c = api.client
+    refused = await c.post(REPAY, json={"amount": "500.00"}, headers=keyed(api, "pay-1"))
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/overpayment")
+    assert refused.json()["owed"] == "0"
+    too_big = await c.post(DRAW, json={"amount": "900000.00"}, headers=keyed(api, "big-1"))
+    assert too_big.status_code == 409 and too_big.json()["type"].endswith("/insufficient_availability")
+
+    # Now 500.00 is owed, so a fresh repayment of 500.00 would be accepted ...
+    assert (await c.post(DRAW, json={"amount": "500.00"}, headers=keyed(api, "draw-1"))).status_code == 201
+    # ... but the key's answer was given once and for all.
+    for key, path, body, first in (
+        ("pay-1", REPAY, {"amount": "500.00"}, refused),
+        ("big-1", DRAW, {"amount": "900000.00"}, too_big),
+    ):
+        again = await c.post(path, json=body, headers=keyed(api, key))
+        assert again.status_code == first.status_code
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.headers["content-type"].startswith(PROBLEM)
+        assert again.json() == first.json()
+    assert await postings(api) == [("drawdown", "500.00")]
+
+
+@SQLITE_ONLY
+async def test_a_request_refused_by_validation_does_not_use_up_its_key(api):
+    """Stripe: results are saved only once the endpoint started executing; a request that failed
+    validation never claimed the key, so the corrected request may use it."""
+    c = api.client
+    bad = await c.post(DRAW, json={"amount": 0.1}, headers=keyed(api, "fix-me"))
+    assert bad.status_code == 422 and bad.json()["type"].endswith("/validation_error")
+    good = await c.post(DRAW, json={"amount": "0.10"}, headers=keyed(api, "fix-me"))
+    assert good.status_code == 201 and "idempotent-replayed" not in good.headers
+    assert await postings(api) == [("drawdown", "0.10")]
+
+
+async def test_keys_are_scoped_per_token(api):
+    """Two borrowers that happen to pick the same key do not see each other's responses."""
+    c = api.client
+    mine = await c.post(DRAW, json={"amount": "100.00"}, headers=keyed(api, "order-1"))
+    theirs = await c.post(
+        "/v1/facilities/F2/drawdowns",
+        json={"amount": "100.00"},
+        headers=keyed(api, "order-1", "other_borrower"),
+    )
+    assert mine.status_code == theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert theirs.json()["posting"]["facility_id"] == "F2"
+    assert await postings(api, "F1") == [("drawdown", "100.00")]
+    assert await postings(api, "F2") == [("drawdown", "100.00")]
+
+
+@POSTGRES_ONLY
+async def test_a_second_token_of_the_same_borrower_has_its_own_keys(api):
+    c, platform = api.client, api.platform
+    second = await platform.tokens.create("borrower", "F1", "acme-erp-2", platform.clock())
+    first = await c.post(DRAW, json={"amount": "100.00"}, headers=keyed(api, "order-1"))
+    assert first.status_code == 201
+    r = await c.post(
+        DRAW,
+        json={"amount": "250.00"},
+        headers={"Authorization": f"Bearer {second}", "Idempotency-Key": "order-1"},
+    )
+    assert r.status_code == 201, r.text
+    assert await postings(api) == [("drawdown", "100.00"), ("drawdown", "250.00")]
