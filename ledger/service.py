@@ -40,7 +40,7 @@ from ledger.core.errors import (
     UnknownZone,
 )
 from ledger.core.haircut import HaircutPolicy, daily_volatility, haircut
-from ledger.core.journal import ChainBreak, JournalEntry, make_entry, replay, verify_chain
+from ledger.core.journal import GENESIS, ChainBreak, JournalEntry, make_entry, replay, verify_chain
 from ledger.core.lot import Lot, LotStatus, Movement, MovementKind, apply_movement
 from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, Zone
@@ -217,6 +217,7 @@ class LedgerService:
         now = self.clock()
         try:
             async with self.store.transaction() as tx:
+                await self._facility(tx, facility_id)
                 lots = await tx.lots_by_id(lot_ids, lock=True)
                 changes = []
                 for lot_id in lot_ids:
@@ -249,7 +250,7 @@ class LedgerService:
         lot_ids = [m.lot_id for m in movements]
         heads = await tx.lock_heads_of_lots(lot_ids)
         current = await tx.lots_by_id(lot_ids)
-        await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
+        movements = await self._locate(tx, movements)
         changes = []
         for mv in movements:
             lot = current.get(mv.lot_id)
@@ -285,6 +286,12 @@ class LedgerService:
                 raise UnknownSku(point.sku_id)
             if sku.currency != point.currency:
                 raise CurrencyMismatch(sku.currency, point.currency, f"price of SKU {sku.sku_id}")
+            if point.at > now:
+                raise InvalidReference(
+                    f"price of {sku.sku_id} is stamped {point.at.isoformat()}, after now "
+                    f"({now.isoformat()}): "
+                    "a price cannot come from the future"
+                )
             await tx.insert_price(point)
             history = await tx.price_history(point.sku_id, None, self.policy.window + 1)
             latest = history[-1]
@@ -401,10 +408,26 @@ class LedgerService:
             return await tx.movements(flt)
 
     async def verify(self, facility_id: str) -> ChainBreak | None:
-        """Verify a facility's hash chain end to end; None means intact."""
+        """Verify a facility's hash chain end to end, and that it ends where its head says.
+
+        The head check catches the deletion of the newest entries, which the chain alone cannot.
+        """
         async with self.store.transaction() as tx:
             await self._facility(tx, facility_id)
-            return verify_chain(facility_id, [e async for e in tx.entries(facility_id)])
+            entries = [e async for e in tx.entries(facility_id)]
+            head = await tx.journal_head(facility_id)
+        broken = verify_chain(facility_id, entries)
+        if broken is not None or head is None:
+            return broken
+        last_seq, last_hash = (entries[-1].seq, entries[-1].hash) if entries else (0, GENESIS)
+        if (last_seq, last_hash) != head:
+            return ChainBreak(
+                facility_id,
+                min(last_seq, head[0]) + 1,
+                f"the journal ends at entry {last_seq} but its head records entry {head[0]}: "
+                "entries were deleted or the head was altered",
+            )
+        return None
 
     # --- internals -------------------------------------------------------------------------------
     async def _facility(self, tx: LedgerTx, facility_id: str) -> Facility:
@@ -422,6 +445,18 @@ class LedgerService:
 
     def _haircut(self, f: Facility, sigma: Decimal | None) -> Decimal:
         return haircut(sigma, f.liquidation_horizon_days, f.haircut_floor, f.haircut_cap, self.policy)
+
+    async def _locate(self, tx: LedgerTx, movements: Sequence[Movement]) -> list[Movement]:
+        """Check every named site and zone; a zone named without a site brings its own site."""
+        await self._check_locations(tx, {(m.site_id, m.zone_id) for m in movements})
+        zone_sites: dict[str, str] = {}
+        for zone_id in {m.zone_id for m in movements if m.zone_id is not None and m.site_id is None}:
+            zone = await tx.get_reference(Zone, zone_id)
+            zone_sites[zone_id] = zone.site_id
+        return [
+            replace(m, site_id=zone_sites[m.zone_id]) if m.zone_id in zone_sites and m.site_id is None else m
+            for m in movements
+        ]
 
     async def _check_locations(self, tx: LedgerTx, pairs: set[tuple[str | None, str | None]]) -> None:
         """Each distinct (site, zone) of a batch is checked once: both exist, zone in site."""

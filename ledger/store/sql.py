@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.core.errors import DuplicateEpc, DuplicateId
+from ledger.core.errors import DoublePledge, DuplicateEpc, DuplicateId
 from ledger.core.journal import JournalEntry
 from ledger.core.lot import Lot, LotStatus, MovementKind
 from ledger.core.price import PricePoint
@@ -204,13 +204,17 @@ class SqlTx(CreditSqlMixin, LedgerTx):
         if not lots:
             return
         try:
-            await self.conn.execute(t.lot.insert(), [lot_values(lot) for lot in lots])
+            # A savepoint: on PostgreSQL a failed statement aborts the whole transaction, and we
+            # still need to ask which EPC or id clashed to raise the right error.
+            async with self.conn.begin_nested():
+                await self.conn.execute(t.lot.insert(), [lot_values(lot) for lot in lots])
         except IntegrityError as e:
             clash = await self.lots_by_epc([lot.epc for lot in lots])
             if clash:
-                epc, existing = next(iter(clash.items()))
+                epc, existing = next(iter(sorted(clash.items())))
                 raise DuplicateEpc(epc, existing.lot_id) from e
-            raise DuplicateId("lot", lots[0].lot_id) from e
+            taken = await self.lots_by_id([lot.lot_id for lot in lots])
+            raise DuplicateId("lot", sorted(taken)[0] if taken else lots[0].lot_id) from e
 
     async def lots_by_id(self, lot_ids: Iterable[str], *, lock: bool = False) -> dict[str, Lot]:
         out: dict[str, Lot] = {}
@@ -293,14 +297,28 @@ class SqlTx(CreditSqlMixin, LedgerTx):
         return out
 
     async def insert_pledges(self, lots: Sequence[Lot], at: datetime) -> None:
-        if lots:
-            await self.conn.execute(
-                t.pledge.insert(),
-                [
-                    {"epc": lot.epc, "lot_id": lot.lot_id, "facility_id": lot.facility_id, "pledged_at": at}
-                    for lot in lots
-                ],
-            )
+        if not lots:
+            return
+        rows = [
+            {"epc": lot.epc, "lot_id": lot.lot_id, "facility_id": lot.facility_id, "pledged_at": at}
+            for lot in lots
+        ]
+        try:
+            async with self.conn.begin_nested():  # see insert_lots
+                await self.conn.execute(t.pledge.insert(), rows)
+        except IntegrityError as e:
+            # Two transactions raced to pledge the same goods: the registry's key decided.
+            owners = await self.pledges_by_epc([lot.epc for lot in lots])
+            for lot in lots:
+                if lot.epc in owners:
+                    raise DoublePledge(lot.lot_id, lot.epc, owners[lot.epc], lot.facility_id) from e
+            raise DoublePledge(lots[0].lot_id, lots[0].epc, "(concurrent)", lots[0].facility_id) from e
+
+    async def journal_head(self, facility_id: str) -> tuple[int, str] | None:
+        row = (
+            await self.conn.execute(select(t.journal_head).where(t.journal_head.c.facility_id == facility_id))
+        ).first()
+        return None if row is None else (row.seq, row.hash)
 
     async def delete_pledges(self, epcs: Sequence[str]) -> None:
         if epcs:
