@@ -16,6 +16,7 @@ from api.idempotency import IdempotencyBook
 from api.platform import Platform
 from api.principal import TokenBook
 from api.settings import Settings
+from gateway.registry import DeviceRegistry
 from ledger.core.errors import LedgerError
 from ledger.credit import CreditService
 from ledger.service import LedgerService
@@ -68,7 +69,15 @@ async def build_platform(settings: Settings) -> Platform:
     store = await open_store(settings)
     ledger = LedgerService(store, utcnow)
     credit = CreditService(ledger, utcnow, settings.rate_plan())
-    return Platform(store, ledger, credit, TokenBook(store), IdempotencyBook(store), utcnow)
+    return Platform(
+        store,
+        ledger,
+        credit,
+        TokenBook(store),
+        IdempotencyBook(store),
+        utcnow,
+        devices=DeviceRegistry(store, utcnow),
+    )
 
 
 @app.command("api")
@@ -90,7 +99,8 @@ def api_command(
             create_app(platform),
             host=host or settings.api_host,
             port=port or settings.api_port,
-            log_level="info",
+            log_level=log_level,
+            access_log=log_level in ("debug", "trace"),
         )
         try:
             await uvicorn.Server(config).serve()
@@ -247,13 +257,8 @@ async def build_gateway_platform(settings: Settings) -> Platform:
     """`build_platform` plus the gateway's parts: device registry, metrics registry, routers."""
     from prometheus_client import CollectorRegistry
 
-    from api.routes import deadletters, devices
-    from gateway.registry import DeviceRegistry
-
     platform = await build_platform(settings)
-    platform.devices = DeviceRegistry(platform.store, platform.clock)
     platform.extra["metrics_registry"] = CollectorRegistry()
-    platform.extra.setdefault("routers", []).extend([devices.router, deadletters.router])
     return platform
 
 

@@ -25,8 +25,10 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -
         args: dict[str, Any] = {}
         if schema:
             args["server_settings"] = {"search_path": schema}
+        # No pool_pre_ping: it costs a round trip per transaction; a connection found dead is
+        # invalidated by SQLAlchemy on its first error and the request fails cleanly instead.
         return create_async_engine(
-            url, connect_args=args, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            url, connect_args=args, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
         )
     if parsed.drivername == "sqlite+aiosqlite":
         engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})

@@ -13,6 +13,7 @@ from api.idempotency import IdempotencyBook
 from api.main import create_app
 from api.platform import Platform
 from api.principal import TokenBook
+from gateway.registry import DeviceRegistry
 from ledger.core.pricing import RatePlan
 from ledger.credit import CreditService
 from ledger.service import LedgerService
@@ -36,7 +37,14 @@ async def make_api(store, clock) -> Platform:
     ledger = LedgerService(store, clock)
     credit = CreditService(ledger, clock, PLAN)
     platform = Platform(
-        store, ledger, credit, TokenBook(store), IdempotencyBook(store), clock, feed_poll_s=0.05
+        store,
+        ledger,
+        credit,
+        TokenBook(store),
+        IdempotencyBook(store),
+        clock,
+        feed_poll_s=0.05,
+        devices=DeviceRegistry(store, clock),
     )
     await build(ledger, "F0")
     await credit.open_facility(facility("F1", commitment=D("1000000"), reserves=D(0)), "B")

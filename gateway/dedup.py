@@ -1,0 +1,82 @@
+"""Deduplication state: the event keys already committed, kept for a bounded time.
+
+MQTT QoS 1 redelivers: after a gateway crash (everything in flight), after a reconnect, and
+across a shared subscription. Every observation carries an `event_key` (native:
+"{device}:{seq}"; vendor formats: the vendor's event id or a content hash); a key committed
+once is recorded here, in the same transaction as its evidence, and a later message with the
+same key has no second effect.
+
+Why pruning is safe, and why it keeps ingest flat as history grows:
+
+* Native messages: a `seq` above the device's `device_state.last_seq` is new by construction
+  (ingest does not even look its key up). A `seq` at or below it is a duplicate when its key is
+  here; otherwise it is new if its time is within the *horizon* (retention minus the allowed
+  clock skew: had it been committed, its key would still be here) - a message reordered by a
+  shared subscription - and refused as stale_sequence when older. So a pruned key never lets
+  an old message through twice: the replay is older than the horizon by construction.
+* Vendor keys are looked up; brokers redeliver within the session expiry (an hour by default,
+  docs/mqtt.md) and Mosquitto's queue, so a retention of days covers every redelivery.
+* Rows older than the retention are deleted by `prune`, in chunks, by the `seen_at` index. The
+  table therefore holds about (event rate x retention) rows whatever the length of history,
+  and its index lookups and inserts cost the same after a million events as after ten.
+
+`digest` (native only) is the sha256 of the message's bytes: the same seq sent again with
+different content is not a redelivery but a device that reused a sequence number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.tables import seen_event
+
+__all__ = ["PRUNE_CHUNK", "prune", "remember", "seen"]
+
+PRUNE_CHUNK = 10_000
+_LOOKUP_CHUNK = 500
+
+
+async def seen(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """Which of the (site_id, event_key) pairs are already recorded, with their digests."""
+    by_site: dict[str, list[str]] = {}
+    for site_id, key in keys:
+        by_site.setdefault(site_id, []).append(key)
+    found: dict[tuple[str, str], str | None] = {}
+    for site_id, site_keys in by_site.items():
+        unique = sorted(set(site_keys))
+        for i in range(0, len(unique), _LOOKUP_CHUNK):
+            q = select(seen_event.c.event_key, seen_event.c.digest).where(
+                seen_event.c.site_id == site_id,
+                seen_event.c.event_key.in_(unique[i : i + _LOOKUP_CHUNK]),
+            )
+            for r in await conn.execute(q):
+                found[(site_id, r.event_key)] = r.digest
+    return found
+
+
+async def remember(
+    conn: AsyncConnection, rows: Sequence[tuple[str, str, str | None]], now: datetime
+) -> None:
+    """Record (site_id, event_key, digest) rows as committed at `now`."""
+    if rows:
+        await conn.execute(
+            seen_event.insert(),
+            [{"site_id": s, "event_key": k, "digest": d, "seen_at": now} for s, k, d in rows],
+        )
+
+
+async def prune(conn: AsyncConnection, cutoff: datetime, limit: int = PRUNE_CHUNK) -> int:
+    """Delete up to `limit` keys recorded before `cutoff`; returns how many went."""
+    oldest = (
+        select(seen_event.c.site_id, seen_event.c.event_key)
+        .where(seen_event.c.seen_at < cutoff)
+        .limit(limit)
+    )
+    result = await conn.execute(
+        delete(seen_event).where(tuple_(seen_event.c.site_id, seen_event.c.event_key).in_(oldest))
+    )
+    return int(result.rowcount or 0)
