@@ -141,12 +141,12 @@ def demo(
     settings = Settings()
 
     async def go() -> None:
-        store = await open_store(settings)
+        platform = await build_gateway_platform(settings)
         console.print(f"database: {settings.database_url}")
         try:
-            await run_demo(LedgerService(store, utcnow), duration, console)
+            await run_demo(platform, settings.mqtt_url, duration, console)
         finally:
-            await store.close()
+            await platform.store.close()
 
     run(go)
 
