@@ -1,31 +1,32 @@
 """The gateway's errors: one rooted hierarchy, a stable reason code on every refusal.
 
     GatewayError
-    └── DecodeError                   a topic or payload we refuse; `reason` counts dead letters
-        ├── BadTopic                  bad_topic           not pledge/v1/{site}/{device}/{channel}
-        ├── PayloadTooLarge           payload_too_large   more than 262144 bytes
-        ├── UnknownFormat             unknown_format      no decoder of that name
-        ├── MalformedPayload          malformed_payload   not UTF-8, or a text line we cannot parse
-        │   └── MalformedJson         malformed_json      not JSON (or NaN, duplicate keys, too deep)
-        ├── MissingField              missing_field       a required field is absent
-        ├── WrongType                 wrong_type          a field has the wrong JSON type
-        ├── UnknownEventType          unknown_event_type  native `type` we do not know
-        ├── InvalidValue              bad_value           right type, impossible value
-        │   ├── BadUnit               bad_unit            a mass unit we cannot convert to kg
-        │   └── BadTimestamp          bad_timestamp       not RFC 3339 with an offset
-        │       └── FutureTimestamp   future_timestamp    further ahead of `now` than the skew
-        ├── Untrusted                 (group)             we cannot trust who sent it
-        │   ├── MissingSignature      missing_signature   native payload without `sig`
-        │   ├── BadSignature          bad_signature       HMAC does not verify
-        │   ├── MissingSecret         missing_secret      no secret configured for a native device
-        │   ├── DeviceMismatch        device_mismatch     payload device_id is not the topic's device
-        │   └── UnknownDevice         unknown_device      topic names a device we do not know (ingest)
-        ├── StaleSequence             stale_sequence      seq not above the last committed (ingest)
-        └── DeviceFault               scale_overload | scale_underload | scale_not_executable
-                                      | scale_command_error   the device reported its own error
-
-`gateway.mqtt`'s `MqttError` family (config, connect, subscribe, publish) is to be re-rooted
-under `GatewayError` as a sibling of `DecodeError`.
+    ├── DecodeError                   a topic or payload we refuse; `reason` counts dead letters
+    │   ├── BadTopic                  bad_topic           not pledge/v1/{site}/{device}/{channel}
+    │   ├── PayloadTooLarge           payload_too_large   more than 262144 bytes
+    │   ├── UnknownFormat             unknown_format      no decoder of that name
+    │   ├── MalformedPayload          malformed_payload   not UTF-8, or a text line we cannot parse
+    │   │   └── MalformedJson         malformed_json      not JSON (or NaN, duplicate keys, too deep)
+    │   ├── MissingField              missing_field       a required field is absent
+    │   ├── WrongType                 wrong_type          a field has the wrong JSON type
+    │   ├── UnknownEventType          unknown_event_type  native `type` we do not know
+    │   ├── InvalidValue              bad_value           right type, impossible value
+    │   │   ├── BadUnit               bad_unit            a mass unit we cannot convert to kg
+    │   │   └── BadTimestamp          bad_timestamp       not RFC 3339 with an offset
+    │   │       └── FutureTimestamp   future_timestamp    further ahead of `now` than the skew
+    │   ├── Untrusted                 (group)             we cannot trust who sent it
+    │   │   ├── MissingSignature      missing_signature   native payload without `sig`
+    │   │   ├── BadSignature          bad_signature       HMAC does not verify
+    │   │   ├── MissingSecret         missing_secret      no secret configured for a native device
+    │   │   ├── DeviceMismatch        device_mismatch     payload device_id is not the topic's device
+    │   │   └── UnknownDevice         unknown_device      topic names a device we do not know (ingest)
+    │   ├── StaleSequence             stale_sequence      seq not above the last committed (ingest)
+    │   └── DeviceFault               scale_overload | scale_underload | scale_not_executable
+    │                                 | scale_command_error   the device reported its own error
+    ├── MqttError (gateway/mqtt.py)   the broker edge: MqttConfigError, MqttConnectError,
+    │                                 MqttSubscribeError, MqttPublishError
+    ├── RegistryError (registry.py)   InvalidDevice, DeviceExists, DeviceNotFound
+    └── StoreUnavailable (ingest.py)  not even a dead letter could be written; nothing is acked
 
 Every error carries a human `message` and its facts as keyword attributes in `facts`
 (device id, field path, the offending value, ...). Callers count dead letters by `reason`,

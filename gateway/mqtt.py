@@ -71,6 +71,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.errors import GatewayError
+
 __all__ = [
     "BrokerAddress",
     "InboundMessage",
@@ -106,7 +108,7 @@ _MAX_UINT16 = 0xFFFF
 _MAX_UINT32 = 0xFFFFFFFF
 
 
-class MqttError(Exception):
+class MqttError(GatewayError):
     """Root of the MQTT adapter's errors."""
 
 

@@ -68,19 +68,7 @@ def lot_values(lot: Lot) -> dict[str, Any]:
 
 
 def entry_from_row(r: Any) -> JournalEntry:
-    lot = Lot(
-        lot_id=r.lot_id,
-        facility_id=r.facility_id,
-        epc=r.epc,
-        sku_id=r.sku_id,
-        quantity=r.quantity,
-        site_id=r.site_id,
-        zone_id=r.zone_id,
-        status=LotStatus(r.status),
-        pledged=r.pledged,
-        verified=r.verified,
-        received_at=r.received_at,
-    )
+    lot = lot_from_row(r)  # an entry row carries the lot's state after the movement
     return JournalEntry(
         r.facility_id,
         r.seq,
