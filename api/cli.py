@@ -216,6 +216,39 @@ def bench_drawdown(
     asyncio.run(run_drawdown_bench(database_url, seconds, postings, console))
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    bare_seconds: Annotated[float, typer.Option(help="(a) bare subscriber phase")] = 10.0,
+    rate_seconds: Annotated[float, typer.Option(help="(b), (d), (e): each throughput phase")] = 15.0,
+    latency_seconds: Annotated[float, typer.Option(help="(c) paced latency phase")] = 15.0,
+    latency_rate: Annotated[float, typer.Option(help="(c) events/s")] = 1000.0,
+    history: Annotated[int, typer.Option(help="(e) events stored before measuring again")] = 1_000_000,
+    devices: Annotated[int, typer.Option(help="zone readers publishing")] = 8,
+    publishers: Annotated[int, typer.Option(help="publisher MQTT connections")] = 4,
+    window: Annotated[int, typer.Option(help="events outstanding per consumer (broker queue!)")] = 1500,
+    warmup_seconds: Annotated[float, typer.Option(help="unmeasured start of each phase")] = 2.0,
+    database_url: Annotated[
+        str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
+    ] = "postgresql+asyncpg://root@127.0.0.1:5432/test",
+    mqtt_url: Annotated[str, typer.Option(envvar="PLEDGE_BENCH_MQTT_URL")] = "mqtt://127.0.0.1:1883",
+) -> None:
+    """MQTT ingest: bare-subscriber ceiling, durable rate, latency, shared subscription, growth, memory."""
+    from gateway.bench import IngestBenchOptions, run_ingest_bench
+
+    options = IngestBenchOptions(
+        bare_s=bare_seconds,
+        rate_s=rate_seconds,
+        latency_s=latency_seconds,
+        latency_rate=latency_rate,
+        history=history,
+        devices=devices,
+        publishers=publishers,
+        window=window,
+        warmup_s=warmup_seconds,
+    )
+    asyncio.run(run_ingest_bench(database_url, mqtt_url, options, console))
+
+
 # --- gateway: `pledge gateway`, `pledge serve`, `pledge devices ...`, `pledge deadletters` -------
 
 devices_app = typer.Typer(help="Device registry (MQTT gateway)", no_args_is_help=True)

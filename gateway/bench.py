@@ -1,0 +1,788 @@
+"""`pledge bench ingest`: the gateway's durable ingest rate against the broker's ceiling.
+
+All in one run, against a real Mosquitto and PostgreSQL (a schema of its own, dropped at the
+end; a site id of its own, so that its topics `pledge/v1/{site}/...` meet no other run):
+
+(a) **ceiling**: a bare paho subscriber (its own process; MQTT 5, QoS 1, persistent session,
+    manual ack right after receipt, no store) fed by the same publisher as (b).
+(b) **durable rate**: `pledge gateway` as a subprocess, fed signed native `rfid.read` events of
+    `devices` zone readers; an event counts once its evidence row is committed (the gateway
+    acknowledges only after that commit).
+(c) **latency** at a steady `latency_rate` (1,000 events/s), publisher paced.
+(d) **scale-out**: two gateway processes in one `$share` group (PLEDGE_MQTT_SHARE_GROUP).
+(e) **growth**: `history` (1,000,000) older events bulk-loaded (COPY) into `tag_read` and
+    `seen_event` of 40 more zone readers of the same site, timestamps spread over the 6 days
+    before now (inside the 7-day dedup retention, so none is pruned), then (b) again with a
+    fresh gateway. growth_ratio = rate with the history / rate of (b).
+(f) **memory**: the highest VmHWM (/proc/<pid>/status) of every gateway process of the run.
+
+Method.
+
+* Publisher: `publishers` raw paho connections (MQTT 5, QoS 1, paho's in-flight window raised
+  to 1,000), each device always on the same connection, so each device's `seq` reaches the
+  broker in order. Payloads are encoded and signed before a phase's clock starts.
+* Closed loop. Mosquitto queues at most `max_queued_messages` (1,000 by default) per client
+  beyond its in-flight window (Receive Maximum, 1,000) and silently drops the excess
+  (docs/mqtt.md), so an open-loop blast would lose messages, not measure anything. The publisher
+  keeps `window` events outstanding (published, not yet seen committed): enough to keep a
+  full batch ready for the consumer, never more than the broker holds. Progress is polled
+  every 10 ms: the bare subscriber prints its count; for gateways, the sum of the devices'
+  `device_state.last_seq` (committed in the same transaction as the evidence).
+* Rates are windowed: exact counts (the subscriber's count; `count(*)` of the phase's
+  `tag_read` rows) at `warmup_s` and at the end of the phase, divided by the time between the
+  two samples. Afterwards every published event must arrive: the phase drains and a shortfall
+  is printed as lost.
+* Latency: each event's `ts` is the wall-clock time at which it is handed to paho (encoded on
+  the fly; signing costs ~5 microseconds); `tag_read.at` stores that `ts`. A poller selects the
+  new `tag_read` rows every `poll_ms` (5) and takes the wall time just before its query as the
+  commit time of the rows it sees: a row committed after the previous query's snapshot and
+  before this one. So each latency is an upper bound, at most `poll_ms` above the true
+  publish-to-commit time (and at most the query's network hop, ~0.1 ms, below it). Events of
+  the first `warmup_s` are not counted.
+* The encoder: `encode_event` costs ~44 microseconds per event, which would make pre-encoding
+  a few hundred thousand events slower than the phases themselves. `_ZoneReader` writes the same
+  canonical bytes from a template (~5 microseconds) and proves it against `encode_event` for
+  every device when it is built; a drift would also show as dead letters, which the bench
+  counts (it must be 0).
+
+The last line reads
+`ingest_ratio=<r> events_per_s=<n> p99_ms=<ms> scale2_ratio=<r> growth_ratio=<r> peak_rss_mb=<n>`
+with ingest_ratio = (b)/(a), events_per_s = (b), scale2_ratio = (d)/(b), growth_ratio = (e)/(b).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessage, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from rich.console import Console
+from sqlalchemy import text
+
+from gateway import dedup
+from gateway.formats.native import encode_event
+from gateway.mqtt import MqttConfig, discard_session, parse_mqtt_url
+from gateway.registry import DeviceRegistry, DeviceSpec
+from gateway.topics import events_topic
+from ledger.core.reference import Site, Zone
+from ledger.service import LedgerService
+from ledger.store.engine import create_engine
+from ledger.store.sql import PostgresStore
+from migrations import migrate
+
+__all__ = ["IngestBenchOptions", "run_ingest_bench"]
+
+_HISTORY_DEVICES = 40
+_TAGS_PER_READER = 5_000
+_POLL_S = 0.01  # flow-control progress poll
+_CHUNK = 200  # events published per turn of the closed loop
+_STALL_S = 15.0  # a drain without progress for this long: the rest is lost
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBenchOptions:
+    """Phase lengths in seconds, counts of events, devices and connections."""
+
+    bare_s: float = 10.0  # (a)
+    rate_s: float = 15.0  # (b), (d) and (e), each
+    latency_s: float = 15.0  # (c)
+    latency_rate: float = 1000.0  # events/s during (c)
+    history: int = 1_000_000  # (e)
+    devices: int = 8  # zone readers publishing
+    publishers: int = 4  # paho connections of the publisher
+    receive_maximum: int = 1000  # PLEDGE_MQTT_RECEIVE_MAXIMUM of the gateways (and the bare client)
+    window: int = 1500  # events outstanding (published, not seen committed) per consumer
+    warmup_s: float = 2.0  # not measured at the start of each phase
+    poll_ms: float = 5.0  # latency poller period
+    max_rate: float = 40_000.0  # events/s the pre-encoded pool of (a) is sized for
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def _ts(at: datetime) -> str:
+    """`ts` exactly as encode_event writes a datetime."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _ZoneReader:
+    """A native zone reader signing `rfid.read` events like the firmware (`encode_event`),
+    from a template. Proven byte-equal to `encode_event` when built."""
+
+    def __init__(self, site_id: str, device_id: str, index: int, secret: bytes, seq: int = 0) -> None:
+        self.device_id = device_id
+        self.topic = events_topic(site_id, device_id)
+        self.index = index
+        self.seq = seq
+        self._key = secret
+        sample_at = datetime(2026, 1, 5, 9, 0, 0, 123456, tzinfo=UTC)
+        epc, antenna, rssi = self._read(7)
+        expected = encode_event(device_id, 7, sample_at, "rfid.read",
+                                {"epc": epc, "antenna": antenna, "rssi_dbm": Decimal(rssi)}, secret)
+        if self._encode(7, _ts(sample_at)) != expected:
+            raise RuntimeError("the bench's native template no longer matches encode_event")
+
+    def _read(self, seq: int) -> tuple[str, int, str]:
+        tag = (seq * 7919) % _TAGS_PER_READER
+        return f"E280{self.index:04X}{tag:016X}", 1 + seq % 4, f"-{40 + seq % 40}.{1 + seq % 9}"
+
+    def _encode(self, seq: int, ts: str) -> bytes:
+        epc, antenna, rssi = self._read(seq)
+        body = f'{{"antenna":{antenna},"epc":"{epc}","rssi_dbm":{rssi}}}'
+        head = f'{{"body":{body},"device_id":"{self.device_id}","seq":{seq},'
+        tail = f'"ts":"{ts}","type":"rfid.read"}}'
+        sig = hmac.new(self._key, (head + tail).encode(), hashlib.sha256).hexdigest()
+        return f'{head}"sig":"{sig}",{tail}'.encode()
+
+    def next(self, at: datetime) -> bytes:
+        self.seq += 1
+        return self._encode(self.seq, _ts(at))
+
+
+_Event = tuple[int, str, bytes]  # (publisher connection, topic, payload)
+
+
+def _pool(readers: Sequence[_ZoneReader], count: int, publishers: int) -> list[_Event]:
+    """`count` events, round robin over the readers, stamped now."""
+    ts = _ts(datetime.now(UTC))
+    out: list[_Event] = []
+    n = len(readers)
+    for k in range(count):
+        r = readers[k % n]
+        r.seq += 1
+        out.append((r.index % publishers, r.topic, r._encode(r.seq, ts)))
+    return out
+
+
+# --------------------------------------------------------------------------- publisher
+
+
+def _paho(url: str, client_id: str, *, manual_ack: bool) -> tuple[Client, str, int]:
+    address = parse_mqtt_url(url)
+    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=MQTTProtocolVersion.MQTTv5, manual_ack=manual_ack)
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        import ssl
+
+        client.tls_set_context(ssl.create_default_context())
+    return client, address.host, address.port
+
+
+class _Publishers:
+    """`n` raw paho connections (MQTT 5, QoS 1, clean start). MqttPublisher keeps a future per
+    message, which costs more than the gateway phases can spare on a 2-core machine."""
+
+    def __init__(self, url: str, n: int, run: str) -> None:
+        self.clients: list[Client] = []
+        self._acked = [0] * n
+        self.published = 0
+        for i in range(n):
+            client, host, port = _paho(url, f"bench-{run}-pub{i}", manual_ack=False)
+            client.max_inflight_messages_set(1000)
+            client.max_queued_messages_set(0)
+            client.on_publish = self._counter(i)
+            client.connect(host, port, keepalive=30, clean_start=True)
+            client.loop_start()
+            self.clients.append(client)
+
+    def _counter(self, i: int) -> Callable[..., None]:
+        def on_publish(*_args: Any) -> None:  # paho's thread; each slot has one writer
+            self._acked[i] += 1
+        return on_publish
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(c.is_connected() for c in self.clients):
+            if time.monotonic() > deadline:
+                raise RuntimeError("publisher connections did not connect")
+            await asyncio.sleep(0.02)
+
+    def publish(self, event: _Event) -> None:
+        self.clients[event[0]].publish(event[1], event[2], qos=1)
+        self.published += 1
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the broker acknowledged everything published."""
+        deadline = time.monotonic() + timeout
+        while sum(self._acked) < self.published and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.disconnect()
+            c.loop_stop()
+
+
+# --------------------------------------------------------------------------- consumers
+
+
+def _bare_subscriber(url: str, client_id: str, topic_filter: str, receive_maximum: int) -> None:
+    """(a), in its own process: receive, acknowledge at once, count; print the count every 10 ms
+    ("ready" once subscribed) until SIGTERM."""
+    client, host, port = _paho(url, client_id, manual_ack=True)
+    received = 0
+
+    def on_message(c: Client, _userdata: Any, m: MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+        c.ack(m.mid, m.qos)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *_a: c.subscribe(topic_filter, qos=1)
+    client.on_subscribe = lambda *_a: print("ready", flush=True)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = receive_maximum
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_a: stop.set())
+    client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+    client.loop_start()
+    while not stop.wait(0.01):
+        print(received, flush=True)
+    client.disconnect()
+    client.loop_stop()
+    print(received, flush=True)
+
+
+class _BareProcess:
+    """The bare subscriber's process and its last reported count."""
+
+    def __init__(self, url: str, client_id: str, topic_filter: str, receive_maximum: int) -> None:
+        self.args = [sys.executable, "-m", "gateway.bench", "bare", url, client_id, topic_filter,
+                     str(receive_maximum)]
+        self.count = 0
+        self.ready = asyncio.Event()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self.proc = await asyncio.create_subprocess_exec(*self.args, stdout=subprocess.PIPE)
+        self._reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            word = line.strip()
+            if word == b"ready":
+                self.ready.set()
+            elif word.isdigit():
+                self.count = int(word)
+
+    async def counted(self) -> int:
+        return self.count
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.proc.wait(), 15)
+        if self._reader is not None:
+            await self._reader
+
+
+class _GatewayProcess:
+    """`pledge gateway` in its own process, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss_mb = 0.0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "gateway"], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while "gateway ready" not in self.log.read_text(errors="replace"):
+            if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not get ready:\n" + self.tail())
+            await asyncio.sleep(0.05)
+
+    def sample_rss(self) -> float:
+        """VmHWM (peak resident set) of the process so far, in MB."""
+        if self.proc is not None and self.proc.poll() is None:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+        return self.peak_rss_mb
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.sample_rss()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait, 10)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+class _Db:
+    """The bench's own asyncpg connection to the run's schema: progress, counts, latency."""
+
+    def __init__(self, conn: Any, site_id: str) -> None:
+        self.conn = conn
+        self.site_id = site_id
+
+    async def last_seq_sum(self) -> int:
+        return int(await self.conn.fetchval(
+            "SELECT coalesce(sum(last_seq), 0) FROM device_state WHERE site_id = $1", self.site_id))
+
+    async def max_read_id(self) -> int:
+        return int(await self.conn.fetchval("SELECT coalesce(max(read_id), 0) FROM tag_read"))
+
+    async def reads_since(self, read_id: int) -> int:
+        return int(await self.conn.fetchval("SELECT count(*) FROM tag_read WHERE read_id > $1", read_id))
+
+    async def new_reads(self, read_id: int) -> list[Any]:
+        return list(await self.conn.fetch(
+            "SELECT read_id, at FROM tag_read WHERE read_id > $1 ORDER BY read_id", read_id))
+
+    async def dead_letters(self) -> int:
+        return int(await self.conn.fetchval("SELECT count(*) FROM dead_letter"))
+
+    async def last_seqs(self) -> dict[str, int]:
+        rows = await self.conn.fetch("SELECT device_id, last_seq FROM device_state WHERE site_id = $1",
+                                     self.site_id)
+        return {r["device_id"]: int(r["last_seq"] or 0) for r in rows}
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class _Phase:
+    rate: float  # events/s over the measured window
+    sent: int
+    arrived: int
+    window_s: float
+    ran_out: bool  # the pool ended before the phase did (the window was shorter)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.arrived
+
+
+async def _timed(count: Callable[[], Awaitable[int]]) -> tuple[int, float]:
+    t0 = time.monotonic()
+    n = await count()
+    return n, (t0 + time.monotonic()) / 2
+
+
+async def _drive(
+    pubs: _Publishers,
+    pool: Sequence[_Event],
+    progress: Callable[[], Awaitable[int]],
+    exact: Callable[[], Awaitable[int]],
+    seconds: float,
+    warmup_s: float,
+    window: int,
+) -> _Phase:
+    """Publish `pool` in a closed loop (at most `window` outstanding) for `seconds`; the rate is
+    measured by `exact` between `warmup_s` and the end. Then drain."""
+    sent = done = 0
+    start = time.monotonic()
+    next_poll = start
+    first: tuple[int, float] | None = None
+    while True:
+        now = time.monotonic()
+        if first is None and now - start >= warmup_s:
+            first = await _timed(exact)
+        if now - start >= seconds or sent >= len(pool):
+            break
+        if now >= next_poll:
+            done = await progress()
+            next_poll = now + _POLL_S
+        room = min(window - (sent - done), _CHUNK, len(pool) - sent)
+        if room > 0:
+            for k in range(sent, sent + room):
+                pubs.publish(pool[k])
+            sent += room
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.001)
+    ran_out = sent >= len(pool) and time.monotonic() - start < seconds
+    last = await _timed(exact)
+    if first is None or last[1] - first[1] <= 0:
+        first = (0, start)
+    rate = (last[0] - first[0]) / (last[1] - first[1])
+    arrived = await _drain(exact, sent)
+    return _Phase(rate, sent, arrived, last[1] - first[1], ran_out)
+
+
+async def _drain(exact: Callable[[], Awaitable[int]], sent: int) -> int:
+    """Wait until `sent` events arrived, or nothing moved for _STALL_S; returns how many did."""
+    seen, moved = -1, time.monotonic()
+    while True:
+        n = await exact()
+        if n >= sent:
+            return n
+        if n != seen:
+            seen, moved = n, time.monotonic()
+        elif time.monotonic() - moved > _STALL_S:
+            return n
+        await asyncio.sleep(0.05)
+
+
+async def _latency(pubs: _Publishers, readers: Sequence[_ZoneReader], db: _Db,
+                   options: IngestBenchOptions) -> list[float]:
+    """(c): paced publishing, each event stamped when handed to paho; commit seen by polling.
+    Returns the latencies (ms) of the events published after the warm-up."""
+    n, publishers = len(readers), len(pubs.clients)
+    last_id = await db.max_read_id()
+    counted_from = datetime.now(UTC) + timedelta(seconds=options.warmup_s)
+    total = math.ceil(options.latency_s * options.latency_rate)
+    latencies: list[float] = []
+    published = seen = 0
+
+    async def poll() -> None:
+        nonlocal last_id, seen
+        observed = time.time()  # just before the query's snapshot: see the module doc
+        for r in await db.new_reads(last_id):
+            last_id, seen = r["read_id"], seen + 1
+            if r["at"] >= counted_from:
+                latencies.append((observed - r["at"].timestamp()) * 1000)
+
+    start = time.monotonic()
+    next_poll = start
+    while published < total:
+        due = min(total, int((time.monotonic() - start) * options.latency_rate) + 1)
+        while published < due:
+            r = readers[published % n]
+            pubs.publish((r.index % publishers, r.topic, r.next(datetime.now(UTC))))
+            published += 1
+        if time.monotonic() >= next_poll:
+            next_poll = time.monotonic() + options.poll_ms / 1000
+            await poll()
+        await asyncio.sleep(0.0005)
+    moved, before = time.monotonic(), seen
+    while seen < published and time.monotonic() - moved < _STALL_S:
+        await asyncio.sleep(options.poll_ms / 1000)
+        await poll()
+        if seen != before:
+            moved, before = time.monotonic(), seen
+    if seen < published:
+        raise RuntimeError(f"latency phase: only {seen} of {published} events were committed")
+    return latencies
+
+
+def _percentile(xs: Sequence[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# --------------------------------------------------------------------------- the store
+
+
+async def _world(store: PostgresStore, site_id: str, zone_id: str, devices: int) -> dict[str, bytes]:
+    """The bench site and zone, `devices` native zone readers (returned with their secrets) and
+    the history's readers."""
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    ledger = LedgerService(store, clock)
+    await ledger.add(Site(site_id, "ingest bench site"))
+    await ledger.add(Zone(zone_id, site_id, "ingest bench hall"))
+    registry = DeviceRegistry(store, clock)
+    keys: dict[str, bytes] = {}
+    for i in range(devices):
+        device_id, key = f"zr-{i:02d}", secrets.token_bytes(32)
+        await registry.register(DeviceSpec(device_id, site_id, zone_id, "rfid_zone", "native",
+                                           key.hex(), {}, 3600))
+        keys[device_id] = key
+    for i in range(_HISTORY_DEVICES):
+        await registry.register(DeviceSpec(f"hz-{i:02d}", site_id, zone_id, "rfid_zone", "native",
+                                           None, {}, 3600))
+    return keys
+
+
+_READ_COLUMNS = ["site_id", "zone_id", "device_id", "at", "epc", "event_key", "antenna", "rssi_dbm",
+                 "direction", "gate", "passage_id"]
+_SEEN_COLUMNS = ["site_id", "event_key", "seen_at", "digest"]
+
+
+async def _load_history(conn: Any, site_id: str, zone_id: str, count: int) -> None:
+    """`count` committed zone reads of the history readers, oldest 6 days ago, newest now:
+    evidence rows, their dedup keys (inside the 7-day retention) and the readers' last seq."""
+    now = datetime.now(UTC)
+    start, step = now - timedelta(days=6), timedelta(days=6) / max(count, 1)
+    devices = [f"hz-{i:02d}" for i in range(_HISTORY_DEVICES)]
+    seqs = [0] * _HISTORY_DEVICES
+    last_at: list[datetime | None] = [None] * _HISTORY_DEVICES
+    reads: list[tuple[Any, ...]] = []
+    seen: list[tuple[Any, ...]] = []
+    for n in range(count):
+        d = n % _HISTORY_DEVICES
+        seqs[d] += 1
+        at = last_at[d] = start + step * n
+        key = f"{devices[d]}:{seqs[d]}"
+        epc = f"E280{0xF000 + d:04X}{(n * 7919) % 50_000:016X}"
+        reads.append((site_id, zone_id, devices[d], at, epc, key, 1 + n % 4,
+                      Decimal(f"-{40 + n % 40}.5"), None, False, None))
+        seen.append((site_id, key, at + timedelta(milliseconds=40),
+                     hashlib.sha256(key.encode()).hexdigest()))
+        if len(reads) == 100_000 or n == count - 1:
+            await conn.copy_records_to_table("tag_read", records=reads, columns=_READ_COLUMNS)
+            await conn.copy_records_to_table("seen_event", records=seen, columns=_SEEN_COLUMNS)
+            reads, seen = [], []
+    for d, device_id in enumerate(devices):
+        if seqs[d]:
+            await conn.execute("UPDATE device_state SET last_seq = $2, last_seen_at = $3 "
+                               "WHERE device_id = $1", device_id, seqs[d], last_at[d])
+    # What autovacuum would have done to a table that grew this way; then a checkpoint, so that
+    # the load's WAL is not flushed during the measured phase.
+    await conn.execute("VACUUM ANALYZE tag_read")
+    await conn.execute("VACUUM ANALYZE seen_event")
+    with contextlib.suppress(Exception):  # CHECKPOINT needs a privileged role
+        await conn.execute("CHECKPOINT")
+
+
+async def _dedup_probe(store: PostgresStore, keys: list[tuple[str, str]]) -> tuple[float, float]:
+    """Median ms of a dedup lookup of `keys` (gateway.dedup.seen) and of one prune call."""
+    lookups, prunes = [], []
+    cutoff = datetime.now(UTC) - timedelta(days=7)
+    for _ in range(5):
+        t0 = time.perf_counter()
+        async with store.transaction() as tx:
+            found = await dedup.seen(tx.conn, keys)
+        lookups.append((time.perf_counter() - t0) * 1000)
+        if len(found) != len(set(keys)):
+            raise RuntimeError(f"dedup probe found {len(found)} of {len(set(keys))} keys")
+        t0 = time.perf_counter()
+        async with store.transaction() as tx:
+            await dedup.prune(tx.conn, cutoff)
+        prunes.append((time.perf_counter() - t0) * 1000)
+    return sorted(lookups)[2], sorted(prunes)[2]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Run:
+    """What the phases share."""
+
+    options: IngestBenchOptions
+    database_url: str
+    mqtt_url: str
+    schema: str
+    site_id: str
+    tmp: Path
+    pubs: _Publishers
+    db: _Db
+    readers: list[_ZoneReader]
+    console: Console
+    run_id: str
+    gateways: list[_GatewayProcess]
+    client_ids: list[str]
+
+    def gateway(self, share_group: str | None = None) -> _GatewayProcess:
+        client_id = f"bench-{self.run_id}-gw{len(self.gateways)}"
+        env = {k: v for k, v in os.environ.items() if k != "PLEDGE_MQTT_SHARE_GROUP"}
+        env.update({
+            "PLEDGE_DATABASE_URL": self.database_url, "PLEDGE_DATABASE_SCHEMA": self.schema,
+            "PLEDGE_MQTT_URL": self.mqtt_url, "PLEDGE_MQTT_CLIENT_ID": client_id,
+            "PLEDGE_MQTT_SITES": self.site_id, "PLEDGE_METRICS_PORT": "0",
+            "PLEDGE_MQTT_RECEIVE_MAXIMUM": str(self.options.receive_maximum)})
+        if share_group:
+            env["PLEDGE_MQTT_SHARE_GROUP"] = share_group
+        g = _GatewayProcess(env, self.tmp / f"{client_id}.log")
+        self.gateways.append(g)
+        self.client_ids.append(client_id)
+        return g
+
+    async def retire(self, *gateways: _GatewayProcess) -> None:
+        """Stop gateways and make the broker forget their sessions (or it would queue every
+        later phase's messages for them)."""
+        for g in gateways:
+            await g.stop()
+            await discard_session(MqttConfig(self.mqtt_url, g.env["PLEDGE_MQTT_CLIENT_ID"]))
+
+    async def resync(self) -> None:
+        """Readers continue from their devices' committed seq (a pool only partly published
+        leaves the readers ahead of it)."""
+        last = await self.db.last_seqs()
+        for r in self.readers:
+            r.seq = last.get(r.device_id, 0)
+
+    async def gateway_phase(self, pool_rate: float, window: int) -> _Phase:
+        await self.resync()
+        o = self.options
+        pool = _pool(self.readers, int(pool_rate * o.rate_s) + window, o.publishers)
+        base_seq, base_id = await self.db.last_seq_sum(), await self.db.max_read_id()
+
+        async def progress() -> int:
+            return await self.db.last_seq_sum() - base_seq
+
+        async def exact() -> int:
+            return await self.db.reads_since(base_id)
+
+        phase = await _drive(self.pubs, pool, progress, exact, o.rate_s, o.warmup_s, window)
+        for g in self.gateways:
+            g.sample_rss()
+        return phase
+
+
+def _describe(label: str, p: _Phase) -> str:
+    notes = []
+    if p.lost:
+        notes.append(f"[red]LOST {p.lost} of {p.sent}[/]")
+    if p.ran_out:
+        notes.append("pool ran out: shorter window")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    return f"{label}: {p.rate:,.0f} events/s over {p.window_s:.1f} s, {p.sent:,} published{extra}"
+
+
+async def run_ingest_bench(database_url: str, mqtt_url: str, options: IngestBenchOptions,
+                           console: Console) -> None:
+    """Run every phase (module doc) and print the figures; the last line is the summary."""
+    import asyncpg
+
+    run_id = uuid.uuid4().hex[:10]
+    schema, site_id = f"bench_{run_id}", f"BI{run_id}"
+    admin = create_engine(database_url)
+    async with admin.begin() as c:
+        await c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(database_url, schema=schema)
+    store = PostgresStore(engine)
+    conn: Any = None
+    pubs: _Publishers | None = None
+    bench: _Run | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="pledge-bench-ingest-")
+    try:
+        await migrate(engine)
+        keys = await _world(store, site_id, f"{site_id}-Z", options.devices)
+        readers = [_ZoneReader(site_id, d, i, k) for i, (d, k) in enumerate(keys.items())]
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"),
+                                     server_settings={"search_path": schema})
+        pubs = _Publishers(mqtt_url, options.publishers, run_id)
+        await pubs.wait_connected()
+        bench = _Run(options, database_url, mqtt_url, schema, site_id, Path(tmp.name), pubs,
+                     _Db(conn, site_id), readers, console, run_id, [], [])
+        await _phases(bench, store)
+    finally:
+        if bench is not None:
+            for g in bench.gateways:
+                with contextlib.suppress(Exception):
+                    await g.stop()
+            for client_id in bench.client_ids:
+                with contextlib.suppress(Exception):
+                    await discard_session(MqttConfig(mqtt_url, client_id))
+        if pubs is not None:
+            pubs.close()
+        if conn is not None:
+            await conn.close()
+        await store.close()
+        async with admin.begin() as c:
+            await c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+        tmp.cleanup()
+
+
+async def _phases(b: _Run, store: PostgresStore) -> None:
+    o, console = b.options, b.console
+    console.print(f"site {b.site_id}, schema {b.schema}: {o.devices} zone readers, "
+                  f"{o.publishers} publisher connections, window {o.window}, "
+                  f"Receive Maximum {o.receive_maximum}")
+
+    # (a) the ceiling
+    pool = _pool(b.readers, int(o.max_rate * o.bare_s) + o.window, o.publishers)
+    bare_id = f"bench-{b.run_id}-bare"
+    b.client_ids.append(bare_id)
+    bare = _BareProcess(b.mqtt_url, bare_id, f"pledge/v1/{b.site_id}/+/events", o.receive_maximum)
+    await bare.start()
+    a = await _drive(b.pubs, pool, bare.counted, bare.counted, o.bare_s, o.warmup_s, o.window)
+    await bare.stop()
+    await discard_session(MqttConfig(b.mqtt_url, bare_id))
+    del pool
+    console.print(_describe("(a) bare paho subscriber", a))
+    pool_rate = max(a.rate, o.latency_rate) * 1.25
+
+    # (b) one gateway, then (c) its latency
+    g1 = b.gateway()
+    g1.start()
+    await g1.ready()
+    rate_b = await b.gateway_phase(pool_rate, o.window)
+    console.print(_describe("(b) one gateway, durable", rate_b))
+    await b.resync()
+    latencies = await _latency(b.pubs, b.readers, b.db, o)
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    console.print(f"(c) latency at {o.latency_rate:,.0f} events/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                  f"max {max(latencies, default=float('nan')):.1f} ms ({len(latencies):,} events, "
+                  f"poll every {o.poll_ms:g} ms)")
+    await b.retire(g1)
+
+    # (d) two gateways in one share group
+    group = f"bench{b.run_id}"
+    pair = [b.gateway(group), b.gateway(group)]
+    for g in pair:
+        g.start()
+    for g in pair:
+        await g.ready()
+    d = await b.gateway_phase(pool_rate, 2 * o.window)
+    console.print(_describe("(d) two gateways, $share group", d))
+    await b.retire(*pair)
+
+    # (e) the same as (b) with the history stored
+    last = await b.db.last_seqs()
+    probe = [(b.site_id, f"{r.device_id}:{s}") for r in b.readers
+             for s in range(1, 1 + min(64, last.get(r.device_id, 0)))]
+    before = await _dedup_probe(store, probe)
+    t0 = time.perf_counter()
+    await _load_history(b.db.conn, b.site_id, f"{b.site_id}-Z", o.history)
+    console.print(f"loaded {o.history:,} stored events (tag_read + seen_event) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+    per_device = max(1, o.history // _HISTORY_DEVICES)
+    probe = [(b.site_id, f"hz-{i % _HISTORY_DEVICES:02d}:{1 + i * 37 % per_device}")
+             for i in range(len(probe))]
+    after = await _dedup_probe(store, probe)
+    console.print(f"dedup lookup of {len(probe)} keys: {before[0]:.1f} ms -> {after[0]:.1f} ms; "
+                  f"prune pass: {before[1]:.1f} ms -> {after[1]:.1f} ms (before -> after the load)")
+    g4 = b.gateway()
+    g4.start()
+    await g4.ready()
+    e = await b.gateway_phase(pool_rate, o.window)
+    console.print(_describe(f"(e) one gateway, {o.history:,} events stored", e))
+    await b.retire(g4)
+
+    # (f) and the summary
+    peak = max(g.peak_rss_mb for g in b.gateways)
+    dead = await b.db.dead_letters()
+    lost = a.lost + rate_b.lost + d.lost + e.lost
+    peaks = ", ".join(f"{g.peak_rss_mb:.0f}" for g in b.gateways)
+    console.print(f"(f) peak RSS of the gateway processes: {peaks} MB; dead letters {dead}; lost {lost}")
+    console.print(
+        f"ingest_ratio={rate_b.rate / a.rate:.2f} events_per_s={rate_b.rate:.0f} p99_ms={p99:.1f} "
+        f"scale2_ratio={d.rate / rate_b.rate:.2f} growth_ratio={e.rate / rate_b.rate:.2f} "
+        f"peak_rss_mb={peak:.0f}")
+
+
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "bare":
+    _bare_subscriber(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
