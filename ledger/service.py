@@ -541,10 +541,11 @@ class LedgerService:
             entries.append(entry)
         await tx.append_entries(entries)
         await self._write_lots_and_pledges(tx, changes, now)
-        moved = await self._apply_position_deltas(tx, changes, facilities)
+        rows = await self._apply_position_deltas(tx, changes, facilities)
+        moved = {r.facility_id for r in rows}
         # Only a change of a position changes a BB (time-driven changes, ageing and stale prices,
         # are applied when a BB is read): facilities whose lots merely moved zone are not touched.
-        bases = await self._refresh_states(tx, {f: facilities[f] for f in moved}, now)
+        bases = await self._refresh_states(tx, {f: facilities[f] for f in moved}, now, rows)
         await self._notify(tx, bases, trigger, now)
         return BatchResult(tuple(entries), bases)
 
@@ -569,8 +570,12 @@ class LedgerService:
 
     async def _apply_position_deltas(
         self, tx: LedgerTx, changes: Sequence[Change], facilities: dict[str, Facility]
-    ) -> set[str]:
-        """Add each lot's after-contribution minus its before; returns the facilities changed."""
+    ) -> list[PositionRow]:
+        """Add each lot's after-contribution minus its before.
+
+        Returns every position row of the facilities that changed, as they are after the
+        change, so that their BBs are computed without reading the rows again.
+        """
         delta: dict[tuple[str, str], list[Decimal]] = {}
         for c in changes:
             for lot, sign in ((c.before, -1), (c.after, 1)):
@@ -583,19 +588,26 @@ class LedgerService:
                     d[1] += sign * eligible
         delta = {k: d for k, d in delta.items() if d[0] or d[1]}
         if not delta:
-            return set()
+            return []
         rows = {(r.facility_id, r.sku_id): r for r in await tx.positions({k[0] for k in delta})}
         changed = []
         for key, (dp, de) in delta.items():
-            if (dp or de) and key in rows:
+            if key in rows:
                 r = rows[key]
-                changed.append(replace(r, pledged_qty=r.pledged_qty + dp, eligible_qty=r.eligible_qty + de))
+                rows[key] = replace(r, pledged_qty=r.pledged_qty + dp, eligible_qty=r.eligible_qty + de)
+                changed.append(rows[key])
         await tx.update_position_quantities(changed)
-        return {r.facility_id for r in changed}
+        moved = {r.facility_id for r in changed}
+        return [r for r in rows.values() if r.facility_id in moved]
 
     async def _bases(
-        self, tx: LedgerTx, facilities: dict[str, Facility], now: datetime
+        self,
+        tx: LedgerTx,
+        facilities: dict[str, Facility],
+        now: datetime,
+        rows: Sequence[PositionRow] | None = None,
     ) -> dict[str, BorrowingBase]:
+        """BBs at `now` from position rows (read unless given) and the aged lots."""
         cutoffs = {fid: now - timedelta(days=f.max_age_days) for fid, f in facilities.items()}
         aged: dict[tuple[str, str], Decimal] = {}
         for lot in await tx.aged_lots(cutoffs):
@@ -603,7 +615,7 @@ class LedgerService:
                 key = (lot.facility_id, lot.sku_id)
                 aged[key] = aged.get(key, ZERO) + lot.quantity
         by_facility: dict[str, list[SkuExposure]] = {fid: [] for fid in facilities}
-        for r in await tx.positions(facilities):
+        for r in rows if rows is not None else await tx.positions(facilities):
             f = facilities[r.facility_id]
             terms = f.terms.get(r.sku_id)
             if terms is None:
@@ -624,9 +636,13 @@ class LedgerService:
         return {fid: borrowing_base(xs, facilities[fid].reserves) for fid, xs in by_facility.items()}
 
     async def _refresh_states(
-        self, tx: LedgerTx, facilities: dict[str, Facility], now: datetime
+        self,
+        tx: LedgerTx,
+        facilities: dict[str, Facility],
+        now: datetime,
+        rows: Sequence[PositionRow] | None = None,
     ) -> dict[str, BorrowingBase]:
-        bases = await self._bases(tx, facilities, now)
+        bases = await self._bases(tx, facilities, now, rows)
         await tx.put_facility_states(
             [FacilityStateRow(fid, b.borrowing_base, b.market_value, now) for fid, b in bases.items()]
         )
