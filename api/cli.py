@@ -225,7 +225,7 @@ def bench_ingest(
     history: Annotated[int, typer.Option(help="(e) events stored before measuring again")] = 1_000_000,
     devices: Annotated[int, typer.Option(help="zone readers publishing")] = 8,
     publishers: Annotated[int, typer.Option(help="publisher MQTT connections")] = 4,
-    window: Annotated[int, typer.Option(help="events outstanding per consumer (broker queue!)")] = 1500,
+    window: Annotated[int, typer.Option(help="events published, not yet committed (broker queue!)")] = 1000,
     warmup_seconds: Annotated[float, typer.Option(help="unmeasured start of each phase")] = 2.0,
     database_url: Annotated[
         str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")

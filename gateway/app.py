@@ -141,7 +141,11 @@ class Gateway:
         except TimeoutError:
             return []
         batch = [first]
-        deadline = time.monotonic() + self.batch_max_wait_s
+        # The wait counts from the first message's arrival, not from now: a message that queued
+        # while the previous batch was committing has waited already. Counted from now, it would
+        # wait that commit plus the full window (a p99 of ~105 ms at a steady 1,000 events/s,
+        # `pledge bench ingest`, against ~50 + commit ms).
+        deadline = first.received_at_monotonic + self.batch_max_wait_s
         while len(batch) < self.batch_max:
             try:
                 batch.append(self._queue.get_nowait())
