@@ -59,7 +59,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("journal_entry", schema=None) as batch_op:
         batch_op.create_index("ix_journal_facility_at", ["facility_id", "at"], unique=False)
-        batch_op.create_index("ix_journal_facility_lot", ["facility_id", "lot_id"], unique=False)
 
     op.create_table(
         "journal_head",
@@ -283,7 +282,6 @@ def downgrade() -> None:
     op.drop_table("pledge")
     op.drop_table("journal_head")
     with op.batch_alter_table("journal_entry", schema=None) as batch_op:
-        batch_op.drop_index("ix_journal_facility_lot")
         batch_op.drop_index("ix_journal_facility_at")
 
     op.drop_table("journal_entry")
