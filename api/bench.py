@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -28,7 +27,6 @@ from rich.console import Console
 from sqlalchemy import text
 
 from api.principal import TokenBook
-from ledger.core.lot import Movement, MovementKind
 from ledger.core.price import PricePoint
 from ledger.core.pricing import RatePlan
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
@@ -140,7 +138,6 @@ async def _world(url: str, schema: str, facilities: int) -> tuple[list[str], lis
     await ledger.register_lots(regs)
     tokens = TokenBook(store)
     secrets = [await tokens.create("borrower", fid, "bench", now) for fid in ids]
-    _ = Movement, MovementKind
     await store.close()
     return ids, secrets
 
@@ -327,6 +324,3 @@ async def _wait_port(port: int, timeout: float = 60) -> None:
         except OSError:
             await asyncio.sleep(0.2)
     raise RuntimeError(f"API server did not listen on port {port} within {timeout}s")
-
-
-_ = random

@@ -49,6 +49,7 @@ from ledger.service import Clock, LedgerService
 
 ZERO = Decimal(0)
 OnCommit = Callable[[Any, Any], Awaitable[None]]
+_BEFORE_ALL = datetime.min.replace(tzinfo=UTC)  # sorts lots never received first
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,7 @@ class CreditService:
         candidates = await tx.query_lots(
             f.facility_id, None, None, sku_id, None, str(LotStatus.PLEDGED), None, 10_000
         )
-        candidates.sort(key=lambda lot: (lot.received_at or now_min(), lot.lot_id))
+        candidates.sort(key=lambda lot: (lot.received_at or _BEFORE_ALL, lot.lot_id))
         picked, total = [], ZERO
         for lot in candidates:
             if total >= quantity:
@@ -574,10 +575,6 @@ def _pending_interest(st: dict[str, Any], principal: Decimal, currency: str, now
 
 def _event_row(fid: str, at: datetime, kind: str, trigger: str, facts: dict[str, Any]) -> dict[str, Any]:
     return {"facility_id": fid, "at": at, "kind": kind, "trigger": trigger, "facts": facts}
-
-
-def now_min() -> datetime:
-    return datetime.min.replace(tzinfo=UTC)
 
 
 __all__ = ["CreditService", "FacilitySummary", "LedgerError", "MoneyResult", "ReleaseResult"]

@@ -227,7 +227,7 @@ class LedgerService:
                     changes.append(
                         Change(
                             lot,
-                            apply_movement(lot, _mv(MovementKind.PLEDGE, lot, now)),
+                            apply_movement(lot, Movement(MovementKind.PLEDGE, lot.lot_id, now)),
                             MovementKind.PLEDGE,
                             now,
                         )
@@ -654,12 +654,6 @@ def _contribution(lot: Lot, f: Facility) -> tuple[Decimal, Decimal]:
     pledged = lot.quantity if lot.pledged and lot.in_warehouse else ZERO
     eligible = lot.quantity if static_reason(lot, f) is None else ZERO
     return pledged, eligible
-
-
-def _mv(
-    kind: MovementKind, lot: Lot | None, at: datetime, site_id: str | None = None, zone_id: str | None = None
-) -> Movement:
-    return Movement(kind, lot.lot_id if lot else "new", at, site_id=site_id, zone_id=zone_id)
 
 
 __all__ = [

@@ -40,6 +40,7 @@ from ledger.core.errors import (
     LedgerError,
 )
 from ledger.core.money import minor_unit, quantize_money, require_positive, to_decimal
+from ledger.core.reference import check_currency
 from ledger.core.repayment import Allocation, Owed, allocate_repayment
 
 __all__ = [
@@ -118,13 +119,6 @@ class WrongFacility(InvalidInput):
         )
         self.expected = expected
         self.got = got
-
-
-def check_currency(code: str) -> str:
-    """A currency is a 3-letter upper-case ISO 4217 code ("EUR"); anything else is refused."""
-    if not (isinstance(code, str) and len(code) == 3 and code.isalpha() and code.isupper()):
-        raise InvalidInput(f"currency {code!r} must be a 3-letter ISO 4217 code", currency=code)
-    return code
 
 
 def check_aware(name: str, value: datetime) -> datetime:

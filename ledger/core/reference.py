@@ -90,7 +90,7 @@ class Borrower:
 
 def check_currency(code: str) -> str:
     if not (isinstance(code, str) and len(code) == 3 and code.isalpha() and code.isupper()):
-        raise InvalidReference(f"currency {code!r} must be a 3-letter ISO 4217 code")
+        raise InvalidReference(f"currency {code!r} must be a 3-letter ISO 4217 code", currency=code)
     return code
 
 
