@@ -13,6 +13,7 @@ own cost stays small next to the server's on this 2-core machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -179,9 +180,14 @@ async def _load_postings(url: str, schema: str, ids: list[str], count: int) -> N
         await conn.close()
 
 
-async def _run(port: int, clients: int, seconds: float, make) -> tuple[Load, float]:
+async def _run(port: int, clients: int, seconds: float, make, warmup: float = 1.0) -> tuple[Load, float]:
+    """`clients` closed-loop keep-alive clients for `warmup` + `seconds`; only requests that
+    start after the warm-up count (the first ones fill the server's caches: tokens, facilities,
+    prepared statements, new pooled connections)."""
     load = Load()
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    measure_from = start + warmup
+    deadline = measure_from + seconds
     conns = [await Conn.open(port) for _ in range(clients)]
 
     async def worker(i: int, c: Conn) -> None:
@@ -190,13 +196,13 @@ async def _run(port: int, clients: int, seconds: float, make) -> tuple[Load, flo
             method, path, headers, body = make(i, n)
             t0 = time.perf_counter()
             status, _ = await c.request(method, path, headers, body)
-            load.latencies.append(time.perf_counter() - t0)
-            load.statuses[status] = load.statuses.get(status, 0) + 1
+            if t0 >= measure_from:
+                load.latencies.append(time.perf_counter() - t0)
+                load.statuses[status] = load.statuses.get(status, 0) + 1
             n += 1
 
-    t0 = time.perf_counter()
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - measure_from
     for c in conns:
         c.close()
     return load, elapsed
@@ -204,7 +210,7 @@ async def _run(port: int, clients: int, seconds: float, make) -> tuple[Load, flo
 
 def _money(ids: list[str], secrets: list[str], run_id: str):
     def make(i: int, n: int) -> tuple[str, str, dict[str, str], bytes]:
-        f = (i * 7919 + n) % len(ids)
+        f = (i * 7919 + n // 2) % len(ids)  # each client draws, then repays the same facility
         kind = "drawdowns" if n % 2 == 0 else "repayments"
         headers = {"Authorization": f"Bearer {secrets[f]}", "Idempotency-Key": f"{run_id}-{i}-{n}"}
         return "POST", f"/v1/facilities/{ids[f]}/{kind}", headers, b'{"amount": "100.00"}'
@@ -242,6 +248,40 @@ async def _race(port: int, fid: str, secret: str, n: int) -> tuple[Decimal, Deci
     return accepted, avail
 
 
+_API = [sys.executable, "-m", "api.cli", "api", "--log-level", "warning"]
+
+
+def _tree(pid: int) -> list[int]:
+    """The API server and its worker processes (`--workers N`)."""
+    import psutil
+
+    return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+
+
+class _Cpu:
+    """CPU seconds (user + system) of the API's processes between two calls, per request.
+    Approximate: it also counts the warm-up's share of the phase."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.last = self._total()
+
+    def _total(self) -> float:
+        import psutil
+
+        total = 0.0
+        for p in _tree(self.pid):
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(p).cpu_times()
+                total += t.user + t.system
+        return total
+
+    def per_request(self, load: Load) -> float:
+        now = self._total()
+        used, self.last = now - self.last, now
+        return 1e6 * used / max(1, len(load.latencies))
+
+
 def _peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -250,7 +290,9 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run_drawdown_bench(url: str, seconds: float, postings: int, console: Console) -> None:
+async def run_drawdown_bench(
+    url: str, seconds: float, postings: int, console: Console, workers: int = 1
+) -> None:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url)
     async with admin.begin() as conn:
@@ -262,20 +304,27 @@ async def run_drawdown_bench(url: str, seconds: float, postings: int, console: C
         race_id, race_secret = ids.pop(), secrets.pop()
         env = {**os.environ, "PLEDGE_DATABASE_URL": url, "PLEDGE_DATABASE_SCHEMA": schema}
         server = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "api", "--port", str(port), "--log-level", "warning"], env=env
+            [*_API, "--port", str(port), f"--workers={workers}"],
+            env=env,
         )
         await _wait_port(port)
-        console.print(f"API server pid {server.pid} on port {port}; 100 facilities; {seconds:.0f}s per phase")
+        console.print(
+            f"API server pid {server.pid} on port {port} ({workers} worker process(es)); 100 facilities; "
+            f"{seconds:.0f}s per phase after a 1s warm-up"
+        )
+        cpu = _Cpu(server.pid)
         health, t_a = await _run(port, 64, seconds, lambda i, n: ("GET", "/v1/health", {}, b""))
         rate_a = health.rate(t_a)
         console.print(
-            f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}"
+            f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}; "
+            f"{cpu.per_request(health):.0f} us of API CPU per request"
         )
         money, t_b = await _run(port, 64, seconds, _money(ids, secrets, "b"))
         rate_b = money.rate(t_b)
         console.print(
             f"(b) drawdowns+repayments: {rate_b:,.0f} req/s, p50 {money.p(0.5):.1f} ms, "
-            f"p99 {money.p(0.99):.1f} ms {money.statuses}"
+            f"p99 {money.p(0.99):.1f} ms {money.statuses}; {cpu.per_request(money):.0f} us of API CPU "
+            "per request"
         )
         accepted, avail = await _race(port, race_id, race_secret, 1000)
         overdraw = max(D(0), accepted - avail)
@@ -292,7 +341,7 @@ async def run_drawdown_bench(url: str, seconds: float, postings: int, console: C
             f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
             f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}"
         )
-        rss = _peak_rss_mb(server.pid)
+        rss = max(_peak_rss_mb(p) for p in _tree(server.pid))
         console.print(
             f"drawdown_ratio={rate_b / rate_a:.2f} rps={rate_b:.0f} p99_ms={money.p(0.99):.1f} "
             f"overdraw={overdraw} growth_ratio={rate_d / rate_b:.2f} peak_rss_mb={rss:.0f}"

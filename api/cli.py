@@ -4,6 +4,7 @@ and API together. Every command builds `Settings` here and passes what it needs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from api.idempotency import IdempotencyBook
 from api.platform import Platform
 from api.principal import TokenBook
 from api.settings import Settings
@@ -55,17 +55,28 @@ async def open_store(settings: Settings) -> SqlLedgerStore:
     return SqliteStore(engine) if engine.dialect.name == "sqlite" else PostgresStore(engine)
 
 
-def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command; a LedgerError becomes a clear message and exit status 2."""
+def run(coro_fn: Callable[[], Awaitable[T]], *, uvloop: bool = False) -> T:
+    """Run an async command; a LedgerError becomes a clear message and exit status 2.
+
+    `uvloop`: on uvloop's event loop (installed with uvicorn[standard]), as uvicorn itself
+    would pick; the API server uses it (`pledge bench drawdown` measured the difference).
+    """
+    factory = None
+    if uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop as uv
+
+            factory = uv.new_event_loop
     try:
-        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro_fn())  # type: ignore[arg-type]
     except LedgerError as e:
         console.print(f"[red]error ({e.code}):[/] {e}")
         raise typer.Exit(2) from e
 
 
 async def build_platform(settings: Settings) -> Platform:
-    """Wire store, ledger, credit, tokens and idempotency from settings (the composition root)."""
+    """Wire store, ledger, credit, and tokens from settings (the composition root)."""
     store = await open_store(settings)
     ledger = LedgerService(store, utcnow)
     credit = CreditService(ledger, utcnow, settings.rate_plan())
@@ -74,7 +85,6 @@ async def build_platform(settings: Settings) -> Platform:
         ledger,
         credit,
         TokenBook(store),
-        IdempotencyBook(store),
         utcnow,
         devices=DeviceRegistry(store, utcnow),
     )
@@ -85,6 +95,9 @@ def api_command(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes serving one socket (each with its own pool of connections)")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API alone (OpenAPI at /docs)."""
     import uvicorn
@@ -92,6 +105,17 @@ def api_command(
     from api.main import create_app
 
     settings = Settings()
+    if workers > 1:
+        uvicorn.run(
+            "api.main:worker_app",
+            factory=True,
+            workers=workers,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level=log_level,
+            access_log=log_level in ("debug", "trace"),
+        )
+        return
 
     async def go() -> None:
         platform = await build_platform(settings)
@@ -107,7 +131,7 @@ def api_command(
         finally:
             await platform.store.close()
 
-    run(go)
+    run(go, uvloop=True)
 
 
 @token_app.command("create")
@@ -206,6 +230,7 @@ def bench_ledger(
 def bench_drawdown(
     seconds: float = 10.0,
     postings: int = 1_000_000,
+    workers: Annotated[int, typer.Option(min=1, help="API worker processes (pledge api --workers)")] = 1,
     database_url: Annotated[
         str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
     ] = "postgresql+asyncpg://root@127.0.0.1:5432/test",
@@ -213,7 +238,7 @@ def bench_drawdown(
     """HTTP drawdown/repayment rate vs a trivial endpoint, race overdraw, growth, peak memory."""
     from api.bench import run_drawdown_bench
 
-    asyncio.run(run_drawdown_bench(database_url, seconds, postings, console))
+    asyncio.run(run_drawdown_bench(database_url, seconds, postings, console, workers))
 
 
 @bench_app.command("ingest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -12,7 +13,9 @@ from api.problems import ApiProblem
 from ledger.core.errors import UnknownFacility
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, and that hop
+    # (plus the GIL handover back) cost more than the whole of a money request's own work.
     platform: Platform = request.app.state.platform
     return platform
 
@@ -23,6 +26,11 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 async def current_principal(
     platform: PlatformDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
+    return await authenticate(platform, authorization)
+
+
+async def authenticate(platform: Platform, authorization: str | None) -> Principal:
+    """The caller of a bearer token (401 without a valid one)."""
     if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 512:
         raise ApiProblem(401, "unauthenticated", "a bearer token is required (Authorization: Bearer ...)")
     principal = await platform.tokens.authenticate(authorization[7:].strip())
@@ -45,7 +53,6 @@ def require(*roles: Role) -> Any:
 
 Staff = Annotated[Principal, require("collateral_manager", "admin")]
 Admin = Annotated[Principal, require("admin")]
-BorrowerOnly = Annotated[Principal, require("borrower")]
 
 FacilityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -62,4 +69,29 @@ async def facility_for(principal: CurrentPrincipal, facility_id: FacilityId) -> 
 
 
 VisibleFacility = Annotated[str, Depends(facility_for)]
+
+
+@dataclass(frozen=True, slots=True)
+class BorrowerCall:
+    """A borrower acting on one of its own facilities (the hot money routes)."""
+
+    platform: Platform
+    principal: Principal
+    facility_id: str
+
+
+async def borrower_call(
+    request: Request, facility_id: FacilityId, authorization: Annotated[str | None, Header()] = None
+) -> BorrowerCall:
+    """CurrentPrincipal + the borrower role + VisibleFacility in one dependency, same checks in the
+    same order (401, 403, 404): FastAPI's cost grows with every dependency it resolves, and on
+    a money request that cost was a third of the whole."""
+    platform: Platform = request.app.state.platform
+    principal = await authenticate(platform, authorization)
+    if principal.role != "borrower":
+        raise ApiProblem(403, "forbidden", "this needs one of the roles: borrower")
+    return BorrowerCall(platform, principal, visible_facility(principal, facility_id))
+
+
+BorrowerFacility = Annotated[BorrowerCall, Depends(borrower_call)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]

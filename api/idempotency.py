@@ -1,42 +1,35 @@
 """Idempotency-Key for money-moving requests (IETF httpapi draft; Stripe's semantics).
 
-- missing key -> 400; same key + same body -> the stored response is replayed;
-- same key + different body -> 422; same key while the first request is still running -> 409.
-Keys are scoped per token. The record is claimed in its own committed transaction before the
-operation runs (so a concurrent duplicate sees it), and completed after. If the process dies in
-between, nothing is lost: the response is stored in the same transaction as the money movement
-(`complete_in`), so either both exist or neither; a claim left behind by a crash before that
-commit answers 409 until cleared, and the posting's unique (facility, key) index means a retry
-can never book money twice.
+- missing key -> 400; same key + same body -> the stored response is replayed (header
+  `Idempotent-Replayed: true`); same key + different body (or route) -> 422; same key while the
+  first request is still running -> 409 (PostgreSQL; SQLite runs one writer at a time, so there
+  the duplicate waits for the first and gets its replay).
+
+Keys are scoped per token. The key is claimed inside the transaction that moves the money, and
+the answer (a success or a refusal such as insufficient availability) is stored in that same
+transaction: either the money, the claim and the answer all commit, or none does, so a crash
+leaves no claim behind and a retry can never book twice (ledger/store/money_sql.py; the posting's
+unique (facility, key) index stands behind it). A request refused by validation never reaches
+the store, so it does not use up its key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
-from api.tables import idempotency_record
-from ledger.store.port import LedgerStore
+from api.principal import Principal
+from api.problems import ApiProblem, ledger_problem
+from ledger.core.errors import LedgerError
+from ledger.credit import Answer, KeyedRequest
+from ledger.store.port import RequestKey, RequestKeyInFlight, RequestKeyReused, StoredResponse
 
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    status_code: int
-    body: Any
-
-
-class KeyInFlight(Exception):
-    pass
-
-
-class KeyReused(Exception):
-    pass
+R = TypeVar("R")
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
@@ -44,59 +37,44 @@ def request_hash(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class IdempotencyBook:
-    def __init__(self, store: LedgerStore) -> None:
-        self.store = store
+def keyed_request(
+    principal: Principal,
+    key: str | None,
+    request: Request,
+    body: Any,
+    render: Callable[[R], tuple[int, Any]],
+) -> KeyedRequest:
+    """The keyed request for the credit service: its record, and how to answer or refuse it."""
+    if not key:
+        raise ApiProblem(400, "idempotency_key_missing", "this request needs an Idempotency-Key header")
 
-    async def claim(self, scope: str, key: str, req_hash: str, now: datetime) -> Replay | None:
-        """Claim `key` for a new request; return the stored response for a replay.
+    def answer(result: Any) -> StoredResponse:
+        return StoredResponse(*render(result))
 
-        Raises KeyReused (different request) or KeyInFlight (the first is still running).
-        """
-        try:
-            async with self.store.transaction() as tx:
-                await tx.conn.execute(
-                    idempotency_record.insert().values(
-                        scope=scope, key=key, request_hash=req_hash, state="in_flight", created_at=now
-                    )
-                )
-            return None
-        except IntegrityError:
-            pass
-        async with self.store.transaction() as tx:
-            row = (
-                await tx.conn.execute(
-                    select(idempotency_record).where(
-                        idempotency_record.c.scope == scope, idempotency_record.c.key == key
-                    )
-                )
-            ).first()
-        if row is None:  # released between our insert and read: try once more
-            return await self.claim(scope, key, req_hash, now)
-        if row.request_hash != req_hash:
-            raise KeyReused()
-        if row.state != "done":
-            raise KeyInFlight()
-        return Replay(row.status_code, json.loads(row.body))
+    def refuse(error: LedgerError) -> StoredResponse:
+        resp = ledger_problem(error)
+        return StoredResponse(resp.status_code, json.loads(bytes(resp.body)))
 
-    async def complete(self, scope: str, key: str, status_code: int, body: Any) -> None:
-        async with self.store.transaction() as tx:
-            await self.complete_in(tx, scope, key, status_code, body)
+    fingerprint = request_hash(request.method, request.url.path, body)
+    return KeyedRequest(RequestKey(principal.token_id, key, fingerprint), answer, refuse)
 
-    @staticmethod
-    async def complete_in(tx: Any, scope: str, key: str, status_code: int, body: Any) -> None:
-        """Store the response inside the operation's own transaction: both commit or neither."""
-        await tx.conn.execute(
-            update(idempotency_record)
-            .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
-            .values(state="done", status_code=status_code, body=json.dumps(body))
+
+def key_problem(error: RequestKeyInFlight | RequestKeyReused) -> ApiProblem:
+    if isinstance(error, RequestKeyReused):
+        return ApiProblem(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
         )
+    return ApiProblem(
+        409, "idempotency_key_in_flight", "a request with this Idempotency-Key is still being processed"
+    )
 
-    async def release(self, scope: str, key: str) -> None:
-        """Forget a claim whose request failed unexpectedly (5xx), so the client may retry."""
-        async with self.store.transaction() as tx:
-            await tx.conn.execute(
-                delete(idempotency_record).where(
-                    idempotency_record.c.scope == scope, idempotency_record.c.key == key
-                )
-            )
+
+def answered(a: Answer) -> JSONResponse:
+    """The HTTP response of a keyed request's answer, fresh or replayed."""
+    r = a.response
+    return JSONResponse(
+        r.body,
+        status_code=r.status_code,
+        media_type="application/problem+json" if r.status_code >= 400 else None,
+        headers={"Idempotent-Replayed": "true"} if a.replayed else None,
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 
 from api import problems
@@ -20,12 +23,16 @@ from api.routes import (
     releases,
 )
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-def create_app(platform: Platform) -> FastAPI:
+
+def create_app(platform: Platform | None, lifespan: Lifespan | None = None) -> FastAPI:
+    """The app over `platform`; or, with `platform=None`, over the one `lifespan` builds."""
     app = FastAPI(
         title="Pledge: IoT inventory-pledge financing",
         version="0.1.0",
         description="Borrow against pledged goods that sensors prove are there.",
+        lifespan=lifespan,
     )
     app.state.platform = platform
     problems.install(app)
@@ -43,8 +50,26 @@ def create_app(platform: Platform) -> FastAPI:
         deadletters,
     ):
         v1.include_router(module.router)
-    for extra in platform.extra.get("routers", []):
+    for extra in platform.extra.get("routers", []) if platform is not None else []:
         v1.include_router(extra)
     app.include_router(v1)
     app.include_router(metrics.router)  # /metrics, outside /v1 like every Prometheus target
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app factory of `pledge api --workers N`: uvicorn starts N processes on one socket,
+    and each builds its own platform (store pool, caches) from the environment at startup."""
+    from api.cli import build_platform
+    from api.settings import Settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = await build_platform(Settings())
+        app.state.platform = platform
+        try:
+            yield
+        finally:
+            await platform.store.close()
+
+    return create_app(None, lifespan)

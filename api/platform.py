@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.idempotency import IdempotencyBook
 from api.principal import TokenBook
 from ledger.credit import CreditService
 from ledger.service import Clock, LedgerService
@@ -18,7 +17,6 @@ class Platform:
     ledger: LedgerService
     credit: CreditService
     tokens: TokenBook
-    idempotency: IdempotencyBook
     clock: Clock
     devices: Any = None  # gateway.registry.DeviceRegistry when the gateway package is wired
     feed_poll_s: float = 1.0

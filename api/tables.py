@@ -1,8 +1,9 @@
-"""The API's own tables: bearer tokens (stored hashed) and idempotency records."""
+"""The API's own table: bearer tokens (stored hashed). Idempotency records live with the money
+(ledger/store/tables.py), since they commit in the same transaction as the postings."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, String, Table
 
 from ledger.store.tables import metadata
 from ledger.store.types import UtcDateTime
@@ -16,17 +17,4 @@ api_token = Table(
     Column("label", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked", Boolean, nullable=False),
-)
-
-# Idempotency-Key records (IETF httpapi draft / Stripe semantics), scoped per token.
-idempotency_record = Table(
-    "idempotency_record",
-    metadata,
-    Column("scope", String(64), primary_key=True),
-    Column("key", String(200), primary_key=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("state", String(16), nullable=False),  # in_flight | done
-    Column("status_code", Integer, nullable=True),
-    Column("body", Text, nullable=True),
-    Column("created_at", UtcDateTime(), nullable=False),
 )

@@ -17,7 +17,7 @@ drawdowns until cured. Each is a `credit_event` row with its facts, for alerting
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -45,10 +45,10 @@ from ledger.core.posting import (
 from ledger.core.pricing import RateBreakdown, RatePlan, facility_rate
 from ledger.core.reference import Facility
 from ledger.core.statement import Statement, statement
-from ledger.service import Clock, LedgerService
+from ledger.service import Clock, LedgerService, bases_from
+from ledger.store.port import MONEY_STATE_COLUMNS, MoneyState, MoneyWrites, RequestKey, StoredResponse
 
 ZERO = Decimal(0)
-OnCommit = Callable[[Any, Any], Awaitable[None]]
 _BEFORE_ALL = datetime.min.replace(tzinfo=UTC)  # sorts lots never received first
 
 
@@ -141,69 +141,80 @@ class CreditService:
 
     # --- money -----------------------------------------------------------------------------------
     async def draw(
-        self,
-        facility_id: str,
-        amount: Decimal,
-        idempotency_key: str | None = None,
-        on_commit: OnCommit | None = None,
+        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
     ) -> MoneyResult:
-        """Lend `amount` now if the facility is active, not frozen and it fits the availability.
-
-        `on_commit(tx, result)` runs inside the same transaction (the API stores its
-        idempotent response there, so the response and the money commit together).
-        """
-        now = self.clock()
-        async with self.ledger.transaction() as tx:
-            st, f = await self._lock(tx, facility_id, now)
-            bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
-            bal = await self._balances(tx, f)
-            a = _assess(f, bal.total_owed, bb.borrowing_base, bb.market_value)
-            check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, facility_id)
-            posting = drawdown_posting(
-                self._pid(),
-                facility_id,
-                now,
-                amount,
-                f.currency,
-                memo="drawdown",
-                idempotency_key=idempotency_key,
-            )
-            bal = await self._book(tx, st, [posting], bal)
-            await self._settle(tx, f, st, bb, bal, "drawdown", now)
-            result = MoneyResult(posting, _summary(f, st, bb, bal, now))
-            if on_commit is not None:
-                await on_commit(tx, result)
-            return result
+        """Lend `amount` now if the facility is active, not frozen and it fits the availability."""
+        return cast(MoneyResult, await self._money(facility_id, None, _drawdown(amount, idempotency_key)))
 
     async def repay(
-        self,
-        facility_id: str,
-        amount: Decimal,
-        idempotency_key: str | None = None,
-        on_commit: OnCommit | None = None,
+        self, facility_id: str, amount: Decimal, idempotency_key: str | None = None
     ) -> MoneyResult:
         """Repay: interest first, then fees, then principal; more than owed is refused."""
+        return cast(MoneyResult, await self._money(facility_id, None, _repayment(amount, idempotency_key)))
+
+    async def draw_keyed(self, facility_id: str, amount: Decimal, request: KeyedRequest) -> Answer:
+        """`draw` once per Idempotency-Key: the answer (or refusal) commits with the money."""
+        return cast(Answer, await self._money(facility_id, request, _drawdown(amount, request.posting_key)))
+
+    async def repay_keyed(self, facility_id: str, amount: Decimal, request: KeyedRequest) -> Answer:
+        """`repay` once per Idempotency-Key: the answer (or refusal) commits with the money."""
+        return cast(Answer, await self._money(facility_id, request, _repayment(amount, request.posting_key)))
+
+    async def _money(
+        self, facility_id: str, request: KeyedRequest | None, operation: _Operation
+    ) -> MoneyResult | Answer:
+        """One drawdown or repayment in one money transaction (`MoneyTx`).
+
+        Claim the key and lock and read the facility's state; decide in memory (accrue interest
+        to today, apply the rules of the pure core, settle the lines); then book everything at
+        once. A refusal writes nothing but the stored answer of a keyed request.
+        """
         now = self.clock()
-        async with self.ledger.transaction() as tx:
-            st, f = await self._lock(tx, facility_id, now)
-            bal = await self._balances(tx, f)
-            (posting,) = repayment_postings(
-                self._pid(),
-                facility_id,
-                now,
-                amount,
-                bal.owed,
-                f.currency,
-                memo="repayment",
-                idempotency_key=idempotency_key,
-            )
-            bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
-            bal = await self._book(tx, st, [posting], bal)
-            await self._settle(tx, f, st, bb, bal, "repayment", now)
-            result = MoneyResult(posting, _summary(f, st, bb, bal, now))
-            if on_commit is not None:
-                await on_commit(tx, result)
-            return result
+        f = await self.ledger.facility(facility_id)
+        key = None if request is None else request.key
+        async with self.ledger.store.money_transaction() as tx:
+            opened = await tx.open(facility_id, now - timedelta(days=f.max_age_days), key, now)
+            if opened.replay is not None:
+                return Answer(opened.replay, replayed=True)
+            try:
+                if opened.money is None:
+                    raise UnknownFacility(facility_id)
+                result, writes = self._decide(f, opened.money, operation, now)
+            except LedgerError as e:
+                if request is None:
+                    raise
+                refusal = request.refuse(e)
+                await tx.respond(request.key, refusal)
+                return Answer(refusal, replayed=False)
+            response = None if request is None else request.answer(result)
+            await tx.book(writes, key, response)
+        return result if response is None else Answer(response, replayed=False)
+
+    def _decide(
+        self, f: Facility, money: MoneyState, operation: _Operation, now: datetime
+    ) -> tuple[MoneyResult, MoneyWrites]:
+        """What a money operation books, from the state read under the lock (no I/O)."""
+        st = dict(money.state)
+        bal = (
+            Balances(f.currency, f.facility_id, money.balances)
+            if money.balances
+            else Balances(f.currency, f.facility_id)
+        )
+        bb = bases_from({f.facility_id: f}, money.positions, money.aged_lots, now)[f.facility_id]
+        postings = _accruals(st, f, bal.principal, now)
+        for p in postings:
+            bal = bal.apply(p)
+        posting, trigger = operation(self._pid(), f, st, bal, bb, now)
+        postings.append(posting)
+        bal = bal.apply(posting)
+        changed = {a: v for a, v in bal.amounts.items() if money.balances.get(a) != v}
+        first_seq = st["posting_seq"] + 1
+        st["posting_seq"] += len(postings)
+        events = self._settle_state(f, st, bb, bal, trigger, now)
+        writes = MoneyWrites(
+            f.facility_id, postings, first_seq, changed, {c: st[c] for c in MONEY_STATE_COLUMNS}, events
+        )
+        return MoneyResult(posting, _summary(f, st, bb, bal, now)), writes
 
     async def accrue(self, facility_id: str) -> FacilitySummary:
         """Book interest for every whole day not yet accrued (a daily job also calls this)."""
@@ -219,90 +230,139 @@ class CreditService:
         lot_ids: Sequence[str] | None = None,
         sku_id: str | None = None,
         quantity: Decimal | None = None,
-        on_commit: OnCommit | None = None,
     ) -> ReleaseResult:
         """Authorise lots to leave if the BB after their release still covers the outstanding.
 
         Either `lot_ids`, or `sku_id` + `quantity` (oldest pledged lots of that SKU first, until
         the quantity is covered). Refused: ReleaseRefused with the amount to repay first.
         """
+        return cast(ReleaseResult, await self._release(facility_id, lot_ids, sku_id, quantity, None))
+
+    async def release_keyed(
+        self,
+        facility_id: str,
+        lot_ids: Sequence[str] | None,
+        sku_id: str | None,
+        quantity: Decimal | None,
+        request: KeyedRequest,
+    ) -> Answer:
+        """`release` once per Idempotency-Key: the answer (or refusal) commits with the release."""
+        return cast(Answer, await self._release(facility_id, lot_ids, sku_id, quantity, request))
+
+    async def _release(
+        self,
+        facility_id: str,
+        lot_ids: Sequence[str] | None,
+        sku_id: str | None,
+        quantity: Decimal | None,
+        request: KeyedRequest | None,
+    ) -> ReleaseResult | Answer:
         now = self.clock()
         release_id = f"R-{uuid.uuid4().hex[:16]}"
-        try:
-            async with self.ledger.transaction() as tx:
-                _st, f = await self._lock(tx, facility_id, now)
-                lots = await self._pick_lots(tx, f, lot_ids, sku_id, quantity)
-                moves = [
-                    Movement(
-                        MovementKind.RELEASE_AUTHORISATION,
-                        lot.lot_id,
-                        now,
-                        (release_id,),
-                        reason="release requested by borrower",
+        refused: LedgerError | None = None
+        async with self.ledger.transaction() as tx:
+            if request is not None:
+                replay = await tx.claim_request(request.key, now)
+                if replay is not None:
+                    return Answer(replay, replayed=True)
+            try:
+                async with tx.savepoint():  # a refusal undoes the authorisations, keeps the claim
+                    result = await self._authorise(
+                        tx, facility_id, lot_ids, sku_id, quantity, release_id, now
                     )
-                    for lot in lots
-                ]
-                await self.ledger.apply_in(tx, moves, trigger="release")
-                bb_after = (await self.ledger.bases_in(tx, [facility_id]))[facility_id].borrowing_base
-                outstanding = (await self._balances(tx, f)).total_owed
-                check_release(outstanding, bb_after, facility_id, f.currency)
-                await tx.insert_release(
+            except LedgerError as e:
+                refused = e
+                if isinstance(e, ReleaseRefused):
+                    await tx.insert_credit_events(
+                        [
+                            _event_row(
+                                facility_id,
+                                now,
+                                "release_refused",
+                                "release",
+                                {
+                                    "release_id": release_id,
+                                    "repay_first": str(e.repay_first),
+                                    "reason": e.message,
+                                },
+                            )
+                        ]
+                    )
+                if request is not None:
+                    refusal = request.refuse(e)
+                    await tx.store_response(request.key, refusal)
+                    return Answer(refusal, replayed=False)
+            else:
+                if request is not None:
+                    response = request.answer(result)
+                    await tx.store_response(request.key, response)
+                    return Answer(response, replayed=False)
+                return result
+        assert refused is not None
+        raise refused
+
+    async def _authorise(
+        self,
+        tx: Any,
+        facility_id: str,
+        lot_ids: Sequence[str] | None,
+        sku_id: str | None,
+        quantity: Decimal | None,
+        release_id: str,
+        now: datetime,
+    ) -> ReleaseResult:
+        _st, f = await self._lock(tx, facility_id, now)
+        lots = await self._pick_lots(tx, f, lot_ids, sku_id, quantity)
+        moves = [
+            Movement(
+                MovementKind.RELEASE_AUTHORISATION,
+                lot.lot_id,
+                now,
+                (release_id,),
+                reason="release requested by borrower",
+            )
+            for lot in lots
+        ]
+        await self.ledger.apply_in(tx, moves, trigger="release")
+        bb_after = (await self.ledger.bases_in(tx, [facility_id]))[facility_id].borrowing_base
+        outstanding = (await self._balances(tx, f)).total_owed
+        check_release(outstanding, bb_after, facility_id, f.currency)
+        await tx.insert_release(
+            {
+                "release_id": release_id,
+                "facility_id": facility_id,
+                "at": now,
+                "status": "approved",
+                "lot_ids": [lot.lot_id for lot in lots],
+                "bb_after": bb_after,
+                "outstanding": outstanding,
+                "repay_first": ZERO,
+            }
+        )
+        await tx.insert_credit_events(
+            [
+                _event_row(
+                    facility_id,
+                    now,
+                    "release_approved",
+                    "release",
                     {
                         "release_id": release_id,
-                        "facility_id": facility_id,
-                        "at": now,
-                        "status": "approved",
                         "lot_ids": [lot.lot_id for lot in lots],
-                        "bb_after": bb_after,
-                        "outstanding": outstanding,
-                        "repay_first": ZERO,
-                    }
+                        "bb_after": str(bb_after),
+                        "outstanding": str(outstanding),
+                    },
                 )
-                await tx.insert_credit_events(
-                    [
-                        _event_row(
-                            facility_id,
-                            now,
-                            "release_approved",
-                            "release",
-                            {
-                                "release_id": release_id,
-                                "lot_ids": [lot.lot_id for lot in lots],
-                                "bb_after": str(bb_after),
-                                "outstanding": str(outstanding),
-                            },
-                        )
-                    ]
-                )
-                result = ReleaseResult(
-                    release_id,
-                    tuple(lot.lot_id for lot in lots),
-                    sum((lot.quantity for lot in lots), ZERO),
-                    bb_after,
-                    outstanding,
-                    await self._summary_in(tx, facility_id, now),
-                )
-                if on_commit is not None:
-                    await on_commit(tx, result)
-                return result
-        except ReleaseRefused as e:
-            async with self.ledger.transaction() as tx:
-                await tx.insert_credit_events(
-                    [
-                        _event_row(
-                            facility_id,
-                            now,
-                            "release_refused",
-                            "release",
-                            {
-                                "release_id": release_id,
-                                "repay_first": str(e.repay_first),
-                                "reason": e.message,
-                            },
-                        )
-                    ]
-                )
-            raise
+            ]
+        )
+        return ReleaseResult(
+            release_id,
+            tuple(lot.lot_id for lot in lots),
+            sum((lot.quantity for lot in lots), ZERO),
+            bb_after,
+            outstanding,
+            await self._summary_in(tx, facility_id, now),
+        )
 
     async def _pick_lots(
         self,
@@ -373,34 +433,18 @@ class CreditService:
         return st, f
 
     async def _accrue_in(self, tx: Any, st: dict[str, Any], f: Facility, now: datetime) -> None:
-        """Book one interest posting per whole day in [accrued_through, today) (act/365).
-
-        The principal is constant over those days: it changes only through postings, and every
-        posting accrues first. So each day's interest is on that day's end-of-day principal.
-        """
-        start, today = date.fromisoformat(st["accrued_through"]), now.date()
-        if start >= today:
+        """Book the interest of every whole day not yet accrued (see `_accruals`)."""
+        if date.fromisoformat(st["accrued_through"]) >= now.date():
             return
-        principal = (await self._balances(tx, f)).principal
-        postings = []
-        day = start
-        while day < today and principal > 0:
-            amount = daily_interest(principal, st["annual_rate"], f.currency)
-            if amount > 0:
-                at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-                postings.append(
-                    interest_accrual_posting(
-                        f"I-{f.facility_id}-{day.isoformat()}",
-                        f.facility_id,
-                        at,
-                        amount,
-                        f.currency,
-                        memo=f"interest {day.isoformat()} act/365 on {principal}",
-                    )
-                )
-            day += timedelta(days=1)
-        await self._book(tx, st, postings)
-        st["accrued_through"] = today.isoformat()
+        bal = await self._balances(tx, f)
+        postings = _accruals(st, f, bal.principal, now)
+        if postings:
+            before = dict(bal.amounts)
+            for p in postings:
+                bal = bal.apply(p)
+            await tx.insert_postings(postings, st["posting_seq"] + 1)
+            st["posting_seq"] += len(postings)
+            await tx.put_balances(f.facility_id, {a: v for a, v in bal.amounts.items() if before.get(a) != v})
         await tx.update_credit_states(
             [
                 {
@@ -411,44 +455,14 @@ class CreditService:
             ]
         )
 
-    async def _book(
-        self, tx: Any, st: dict[str, Any], postings: list[Posting], bal: Balances | None = None
-    ) -> Balances:
-        """Insert postings and write the balances they change; returns the new balances.
-
-        `st["posting_seq"]` advances in memory; the caller persists it with the credit state.
-        """
-        if bal is None:
-            bal = await self._balances(tx, await self.ledger.facility_in(tx, st["facility_id"]))
-        if not postings:
-            return bal
-        before = dict(bal.amounts)
-        for p in postings:
-            bal = bal.apply(p)
-        await tx.insert_postings(postings, st["posting_seq"] + 1)
-        st["posting_seq"] += len(postings)
-        changed = {a: v for a, v in bal.amounts.items() if before.get(a) != v}
-        await tx.put_balances(st["facility_id"], changed)
-        return bal
-
-    async def _settle(
-        self,
-        tx: Any,
-        f: Facility,
-        st: dict[str, Any],
-        bb: BorrowingBase,
-        bal: Balances,
-        trigger: str,
-        now: datetime,
-    ) -> None:
-        """Persist the credit state after a money operation and record line crossings."""
+    @staticmethod
+    def _settle_state(
+        f: Facility, st: dict[str, Any], bb: BorrowingBase, bal: Balances, trigger: str, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Update the credit state (in memory) after a money operation; the line crossings."""
         owed = bal.total_owed
         prev = _assess(f, st["last_outstanding"], st["last_bb"], st["last_market_value"])
         cur = _assess(f, owed, bb.borrowing_base, bb.market_value)
-        events = [
-            _event_row(f.facility_id, now, ev.kind, trigger, ev.facts())
-            for ev in transitions(prev, cur, cast(Trigger, trigger))
-        ]
         st.update(
             state=cur.state,
             frozen=cur.frozen,
@@ -456,23 +470,10 @@ class CreditService:
             last_bb=bb.borrowing_base,
             last_market_value=bb.market_value,
         )
-        await tx.update_credit_states(
-            [
-                {
-                    k: st[k]
-                    for k in (
-                        "facility_id",
-                        "posting_seq",
-                        "state",
-                        "frozen",
-                        "last_outstanding",
-                        "last_bb",
-                        "last_market_value",
-                    )
-                }
-            ]
-        )
-        await tx.insert_credit_events(events)
+        return [
+            _event_row(f.facility_id, now, ev.kind, trigger, ev.facts())
+            for ev in transitions(prev, cur, cast(Trigger, trigger))
+        ]
 
     async def _balances(self, tx: Any, f: Facility) -> Balances:
         stored = (await tx.balances([f.facility_id]))[f.facility_id]
@@ -558,6 +559,94 @@ def _summary(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """A money request under an Idempotency-Key, and how the caller answers it.
+
+    `answer` renders a booked result, `refuse` a refusal; either answer is stored in the same
+    transaction as the money (or as nothing, for a refusal), and replayed for the same key.
+    """
+
+    key: RequestKey
+    answer: Callable[[Any], StoredResponse]
+    refuse: Callable[[LedgerError], StoredResponse]
+
+    @property
+    def posting_key(self) -> str:
+        """The key the posting carries: scoped like the request record."""
+        return f"{self.key.scope}:{self.key.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a keyed request gets: a fresh answer, or the stored one replayed."""
+
+    response: StoredResponse
+    replayed: bool
+
+
+# An operation decides its posting from the locked state: (posting id, facility, credit state,
+# balances after accrual, BB, now) -> (posting, trigger); it raises a LedgerError to refuse.
+_Operation = Callable[[str, Facility, dict[str, Any], Balances, BorrowingBase, datetime], tuple[Posting, str]]
+
+
+def _drawdown(amount: Decimal, key: str | None) -> _Operation:
+    def decide(
+        pid: str, f: Facility, st: dict[str, Any], bal: Balances, bb: BorrowingBase, now: datetime
+    ) -> tuple[Posting, str]:
+        a = _assess(f, bal.total_owed, bb.borrowing_base, bb.market_value)
+        check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, f.facility_id)
+        posting = drawdown_posting(
+            pid, f.facility_id, now, amount, f.currency, memo="drawdown", idempotency_key=key
+        )
+        return posting, "drawdown"
+
+    return decide
+
+
+def _repayment(amount: Decimal, key: str | None) -> _Operation:
+    def decide(
+        pid: str, f: Facility, st: dict[str, Any], bal: Balances, bb: BorrowingBase, now: datetime
+    ) -> tuple[Posting, str]:
+        (posting,) = repayment_postings(
+            pid, f.facility_id, now, amount, bal.owed, f.currency, memo="repayment", idempotency_key=key
+        )
+        return posting, "repayment"
+
+    return decide
+
+
+def _accruals(st: dict[str, Any], f: Facility, principal: Decimal, now: datetime) -> list[Posting]:
+    """One interest posting per whole day in [accrued_through, today) (act/365); moves
+    `st["accrued_through"]` to today.
+
+    The principal is constant over those days: it changes only through postings, and every
+    posting accrues first. So each day's interest is on that day's end-of-day principal.
+    """
+    start, today = date.fromisoformat(st["accrued_through"]), now.date()
+    if start >= today:
+        return []
+    postings = []
+    day = start
+    while day < today and principal > 0:
+        amount = daily_interest(principal, st["annual_rate"], f.currency)
+        if amount > 0:
+            at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+            postings.append(
+                interest_accrual_posting(
+                    f"I-{f.facility_id}-{day.isoformat()}",
+                    f.facility_id,
+                    at,
+                    amount,
+                    f.currency,
+                    memo=f"interest {day.isoformat()} act/365 on {principal}",
+                )
+            )
+        day += timedelta(days=1)
+    st["accrued_through"] = today.isoformat()
+    return postings
+
+
 _TRIGGERS = {"movement", "revaluation", "drawdown", "repayment", "release", "interest_accrual", "fee"}
 
 
@@ -577,4 +666,12 @@ def _event_row(fid: str, at: datetime, kind: str, trigger: str, facts: dict[str,
     return {"facility_id": fid, "at": at, "kind": kind, "trigger": trigger, "facts": facts}
 
 
-__all__ = ["CreditService", "FacilitySummary", "LedgerError", "MoneyResult", "ReleaseResult"]
+__all__ = [
+    "Answer",
+    "CreditService",
+    "FacilitySummary",
+    "KeyedRequest",
+    "LedgerError",
+    "MoneyResult",
+    "ReleaseResult",
+]

@@ -185,6 +185,10 @@ class LedgerService:
         return bases[f.facility_id]
 
     async def facility(self, facility_id: str) -> Facility:
+        """The facility's terms, from this service's cache (a transaction only on a miss)."""
+        found = self._facilities.get(facility_id)
+        if found is not None:
+            return found
         async with self.store.transaction() as tx:
             return await self._facility(tx, facility_id)
 
@@ -609,31 +613,10 @@ class LedgerService:
     ) -> dict[str, BorrowingBase]:
         """BBs at `now` from position rows (read unless given) and the aged lots."""
         cutoffs = {fid: now - timedelta(days=f.max_age_days) for fid, f in facilities.items()}
-        aged: dict[tuple[str, str], Decimal] = {}
-        for lot in await tx.aged_lots(cutoffs):
-            if static_reason(lot, facilities[lot.facility_id]) is None:
-                key = (lot.facility_id, lot.sku_id)
-                aged[key] = aged.get(key, ZERO) + lot.quantity
-        by_facility: dict[str, list[SkuExposure]] = {fid: [] for fid in facilities}
-        for r in rows if rows is not None else await tx.positions(facilities):
-            f = facilities[r.facility_id]
-            terms = f.terms.get(r.sku_id)
-            if terms is None:
-                continue
-            stale = r.price_at is None or (now - r.price_at).total_seconds() > f.max_price_age_s
-            eligible = ZERO if stale else r.eligible_qty - aged.get((r.facility_id, r.sku_id), ZERO)
-            by_facility[r.facility_id].append(
-                SkuExposure(
-                    r.sku_id,
-                    r.pledged_qty,
-                    eligible,
-                    r.price,
-                    r.haircut,
-                    terms.advance_rate,
-                    terms.concentration_limit,
-                )
-            )
-        return {fid: borrowing_base(xs, facilities[fid].reserves) for fid, xs in by_facility.items()}
+        aged_lots = await tx.aged_lots(cutoffs)
+        if rows is None:
+            rows = await tx.positions(facilities)
+        return bases_from(facilities, rows, aged_lots, now)
 
     async def _refresh_states(
         self,
@@ -647,6 +630,38 @@ class LedgerService:
             [FacilityStateRow(fid, b.borrowing_base, b.market_value, now) for fid, b in bases.items()]
         )
         return bases
+
+
+def bases_from(
+    facilities: dict[str, Facility], rows: Sequence[PositionRow], aged_lots: Sequence[Lot], now: datetime
+) -> dict[str, BorrowingBase]:
+    """BBs at `now` from position rows and the facilities' aged lots (pledged, received before
+    each facility's max-age cutoff): pure, so the money desk can use what it read in one go."""
+    aged: dict[tuple[str, str], Decimal] = {}
+    for lot in aged_lots:
+        if static_reason(lot, facilities[lot.facility_id]) is None:
+            key = (lot.facility_id, lot.sku_id)
+            aged[key] = aged.get(key, ZERO) + lot.quantity
+    by_facility: dict[str, list[SkuExposure]] = {fid: [] for fid in facilities}
+    for r in rows:
+        f = facilities[r.facility_id]
+        terms = f.terms.get(r.sku_id)
+        if terms is None:
+            continue
+        stale = r.price_at is None or (now - r.price_at).total_seconds() > f.max_price_age_s
+        eligible = ZERO if stale else r.eligible_qty - aged.get((r.facility_id, r.sku_id), ZERO)
+        by_facility[r.facility_id].append(
+            SkuExposure(
+                r.sku_id,
+                r.pledged_qty,
+                eligible,
+                r.price,
+                r.haircut,
+                terms.advance_rate,
+                terms.concentration_limit,
+            )
+        )
+    return {fid: borrowing_base(xs, facilities[fid].reserves) for fid, xs in by_facility.items()}
 
 
 def _contribution(lot: Lot, f: Facility) -> tuple[Decimal, Decimal]:

@@ -4,138 +4,71 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import BorrowerOnly, CurrentPrincipal, IdempotencyKey, PlatformDep, VisibleFacility
-from api.idempotency import KeyInFlight, KeyReused, request_hash
-from api.platform import Platform
+from api.deps import BorrowerFacility, CurrentPrincipal, IdempotencyKey, PlatformDep, VisibleFacility
+from api.idempotency import answered, key_problem, keyed_request
 from api.principal import Principal
-from api.problems import ApiProblem, ledger_problem
 from api.schemas import MoneyCreate, instant
 from api.views import posting_view, statement_view, summary_view
-from ledger.core.errors import InvalidReference, LedgerError
-from ledger.credit import MoneyResult, OnCommit
-
-R = TypeVar("R")
+from ledger.core.errors import InvalidReference
+from ledger.credit import Answer, KeyedRequest, MoneyResult
+from ledger.store.port import RequestKeyInFlight, RequestKeyReused
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["money"])
 
 
-async def idempotent(
-    platform: Platform,
+async def once(
     principal: Principal,
     key: str | None,
     request: Request,
     body: dict[str, Any],
-    run: Callable[[OnCommit], Awaitable[R]],
-    render: Callable[[R], tuple[int, dict[str, Any]]],
+    run: Callable[[KeyedRequest], Awaitable[Answer]],
+    render: Callable[[Any], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
-    """Run `run` once per Idempotency-Key (rules in api/idempotency.py).
-
-    `run` receives an `on_commit` hook that the credit service calls inside its transaction,
-    so the stored response commits with the money movement it describes.
-    """
-    if not key:
-        raise ApiProblem(400, "idempotency_key_missing", "this request needs an Idempotency-Key header")
-    scope, now = principal.token_id, platform.clock()
-    req = request_hash(request.method, request.url.path, body)
+    """Run a money-moving request once per Idempotency-Key (rules in api/idempotency.py)."""
+    keyed = keyed_request(principal, key, request, body, render)
     try:
-        replay = await platform.idempotency.claim(scope, key, req, now)
-    except KeyReused as e:
-        raise ApiProblem(
-            422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
-        ) from e
-    except KeyInFlight as e:
-        raise ApiProblem(
-            409, "idempotency_key_in_flight", "a request with this Idempotency-Key is still being processed"
-        ) from e
-    if replay is not None:
-        return JSONResponse(
-            replay.body,
-            status_code=replay.status_code,
-            media_type="application/problem+json" if replay.status_code >= 400 else None,
-            headers={"Idempotent-Replayed": "true"},
-        )
-
-    async def on_commit(tx: Any, result: Any) -> None:
-        status, out = render(result)
-        await platform.idempotency.complete_in(tx, scope, key, status, out)
-
-    try:
-        result = await run(on_commit)
-    except LedgerError as e:
-        try:
-            resp = ledger_problem(e)
-            await platform.idempotency.complete(scope, key, resp.status_code, _body(resp))
-        except BaseException:
-            await platform.idempotency.release(scope, key)
-            raise
-        return resp
-    except BaseException:
-        await platform.idempotency.release(scope, key)
-        raise
-    status, out = render(result)
-    return JSONResponse(out, status_code=status)
-
-
-def posting_key(principal: Principal, key: str | None) -> str | None:
-    """The key a posting carries: scoped by token, like the idempotency record."""
-    return None if key is None else f"{principal.token_id}:{key}"
+        return answered(await run(keyed))
+    except (RequestKeyInFlight, RequestKeyReused) as e:
+        raise key_problem(e) from e
 
 
 def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
     return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
 
 
-def _body(resp: JSONResponse) -> Any:
-    import json
-
-    return json.loads(bytes(resp.body))
-
-
 @router.post("/drawdowns", status_code=201)
 async def draw(
-    facility_id: VisibleFacility,
+    call: BorrowerFacility,
     body: MoneyCreate,
     request: Request,
-    platform: PlatformDep,
-    principal: BorrowerOnly,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Borrow `amount` now, within the availability at this instant."""
 
-    async def run(on_commit: OnCommit) -> MoneyResult:
-        return await platform.credit.draw(
-            facility_id, body.amount, posting_key(principal, idempotency_key), on_commit
-        )
+    async def run(keyed: KeyedRequest) -> Answer:
+        return await call.platform.credit.draw_keyed(call.facility_id, body.amount, keyed)
 
-    return await idempotent(
-        platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
-    )
+    return await once(call.principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view)
 
 
 @router.post("/repayments", status_code=201)
 async def repay(
-    facility_id: VisibleFacility,
+    call: BorrowerFacility,
     body: MoneyCreate,
     request: Request,
-    platform: PlatformDep,
-    principal: BorrowerOnly,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Repay `amount`: accrued interest first, then fees, then principal."""
 
-    async def run(on_commit: OnCommit) -> MoneyResult:
-        return await platform.credit.repay(
-            facility_id, body.amount, posting_key(principal, idempotency_key), on_commit
-        )
+    async def run(keyed: KeyedRequest) -> Answer:
+        return await call.platform.credit.repay_keyed(call.facility_id, body.amount, keyed)
 
-    return await idempotent(
-        platform, principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view
-    )
+    return await once(call.principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view)
 
 
 @router.get("/statement")

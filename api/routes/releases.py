@@ -7,31 +7,31 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import BorrowerOnly, IdempotencyKey, PlatformDep, VisibleFacility
-from api.routes.money import idempotent
+from api.deps import BorrowerFacility, IdempotencyKey
+from api.routes.money import once
 from api.schemas import ReleaseCreate
 from api.views import summary_view
-from ledger.credit import OnCommit, ReleaseResult
+from ledger.credit import Answer, KeyedRequest, ReleaseResult
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
 
 
 @router.post("/releases", status_code=201)
 async def release(
-    facility_id: VisibleFacility,
+    call: BorrowerFacility,
     body: ReleaseCreate,
     request: Request,
-    platform: PlatformDep,
-    principal: BorrowerOnly,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first."""
 
-    async def run(on_commit: OnCommit) -> ReleaseResult:
-        return await platform.credit.release(facility_id, body.lot_ids, body.sku_id, body.quantity, on_commit)
+    async def run(keyed: KeyedRequest) -> Answer:
+        return await call.platform.credit.release_keyed(
+            call.facility_id, body.lot_ids, body.sku_id, body.quantity, keyed
+        )
 
-    return await idempotent(
-        platform, principal, idempotency_key, request, body.model_dump(mode="json"), run, release_view
+    return await once(
+        call.principal, idempotency_key, request, body.model_dump(mode="json"), run, release_view
     )
 
 

@@ -3,7 +3,8 @@ balances, credit events and releases. Same two databases, same rules as ledger/s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,11 +17,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.core.errors import IdempotencyConflict
 from ledger.core.posting import Posting, PostingLine
 from ledger.store import tables as t
+from ledger.store.money_sql import claim_request, store_response
+from ledger.store.port import RequestKey, StoredResponse
 
 
 class CreditSqlMixin:
     conn: AsyncConnection
     dialect: str
+
+    async def claim_request(self, request: RequestKey, now: datetime) -> StoredResponse | None:
+        """Claim an Idempotency-Key in this transaction (rules in ledger/store/money_sql.py)."""
+        return await claim_request(self, request, now)
+
+    async def store_response(self, request: RequestKey, response: StoredResponse) -> None:
+        await store_response(self, request, response)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Undo what the block wrote if it raises; the transaction goes on."""
+        async with self.conn.begin_nested():
+            yield
 
     async def insert_credit_state(self, values: dict[str, Any]) -> None:
         await self.conn.execute(t.credit_state.insert().values(values))

@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.core.journal import JournalEntry
 from ledger.core.lot import Lot
+from ledger.core.posting import Posting
 from ledger.core.price import PricePoint
 from ledger.core.reference import Facility
 
@@ -161,10 +162,109 @@ class LedgerTx(abc.ABC):
     async def count(self, table: str) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """A money request under an Idempotency-Key: who sent it (scope), the key, what it asked."""
+
+    scope: str
+    key: str
+    fingerprint: str  # hash of method, path and body: the same key may not ask something else
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The answer given to a keyed request, stored with the money it moved (or its refusal)."""
+
+    status_code: int
+    body: Any
+
+
+class RequestKeyInFlight(Exception):
+    """Another transaction holds this key and has not committed yet (answer 409)."""
+
+
+class RequestKeyReused(Exception):
+    """The key was used for a different request (answer 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyState:
+    """What a drawdown or repayment reads under the facility's lock."""
+
+    state: dict[str, Any]  # the credit_state row, locked until commit
+    balances: dict[str, Decimal]
+    positions: list[PositionRow]
+    aged_lots: list[Lot]  # pledged lots received before the facility's max-age cutoff
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """`MoneyTx.open`: a replay of a stored answer, or the locked state (None: no credit line)."""
+
+    replay: StoredResponse | None
+    money: MoneyState | None
+
+
+# The credit_state columns a drawdown or repayment writes back (`MoneyWrites.state`).
+MONEY_STATE_COLUMNS = (
+    "accrued_through",
+    "posting_seq",
+    "state",
+    "frozen",
+    "last_outstanding",
+    "last_bb",
+    "last_market_value",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyWrites:
+    """Everything a money operation writes, booked at once (one statement on PostgreSQL)."""
+
+    facility_id: str
+    postings: list[Posting]
+    first_seq: int
+    balances: dict[str, Decimal]  # accounts whose balance changed, new values
+    state: dict[str, Any]  # the MONEY_STATE_COLUMNS of credit_state, new values
+    events: list[dict[str, Any]]  # credit_event rows
+
+
+class MoneyTx(abc.ABC):
+    """The hot path of drawdowns and repayments: claim, lock and read, then book; one
+    transaction, as few round trips as the database allows (docs/scaling.md)."""
+
+    @abc.abstractmethod
+    async def open(
+        self, facility_id: str, aged_before: datetime, request: RequestKey | None, now: datetime
+    ) -> Opened:
+        """Claim `request`'s key (if any) and lock and read the facility's money state.
+
+        A key already answered returns its stored response; RequestKeyReused if it was used for
+        another request; RequestKeyInFlight if an uncommitted transaction holds it.
+        """
+
+    @abc.abstractmethod
+    async def book(
+        self, writes: MoneyWrites, request: RequestKey | None, response: StoredResponse | None
+    ) -> None:
+        """Write postings, balances, credit state, events and the stored response together.
+
+        IdempotencyConflict if a posting's idempotency key was already booked.
+        """
+
+    @abc.abstractmethod
+    async def respond(self, request: RequestKey, response: StoredResponse) -> None:
+        """Store the answer of a refused request (nothing else is written)."""
+
+
 class LedgerStore(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         """An atomic unit of work yielding a `LedgerTx`."""
+
+    @abc.abstractmethod
+    def money_transaction(self) -> AbstractAsyncContextManager[MoneyTx]:
+        """An atomic unit of work for one drawdown or repayment."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

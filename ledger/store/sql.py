@@ -7,6 +7,8 @@ upsert construct. Lower-layer errors (IntegrityError) are mapped to ledger error
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,10 +27,13 @@ from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.store import tables as t
 from ledger.store.credit_sql import CreditSqlMixin
+from ledger.store.money_pg import pg_money_transaction
+from ledger.store.money_sql import SqlMoneyTx
 from ledger.store.port import (
     FacilityStateRow,
     LedgerStore,
     LedgerTx,
+    MoneyTx,
     MovementFilter,
     PositionRow,
     SkuMarket,
@@ -599,12 +604,50 @@ class SqlLedgerStore(LedgerStore):
         async with self.engine.begin() as conn:
             yield SqlTx(conn, self.dialect)
 
+    @asynccontextmanager
+    async def money_transaction(self) -> AsyncIterator[MoneyTx]:
+        async with self.transaction() as tx:
+            yield SqlMoneyTx(tx)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
 
 class PostgresStore(SqlLedgerStore):
+    """PostgreSQL, with a first-come-first-served gate in front of the connection pool.
+
+    The pool's own queue lets a newcomer take a connection just returned while a woken waiter
+    goes back to the end of the line; under load (64 clients, 20 connections) a few requests
+    waited seconds that way. The gate admits as many transactions as the pool has connections,
+    in arrival order (asyncio.Semaphore is FIFO), so nobody waits at the pool itself.
+    """
+
     dialect = "postgresql"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        pool: Any = engine.pool
+        self.capacity = max(1, pool.size() + max(0, getattr(pool, "_max_overflow", 0)))
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()  # a semaphore belongs to one loop; tests run several
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.capacity)
+        return gate
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        async with self._gate(), self.engine.begin() as conn:
+            yield SqlTx(conn, self.dialect)
+
+    @asynccontextmanager
+    async def money_transaction(self) -> AsyncIterator[MoneyTx]:
+        async with self._gate(), pg_money_transaction(self.engine) as tx:
+            yield tx
 
 
 class SqliteStore(SqlLedgerStore):

@@ -305,3 +305,17 @@ release = Table(
     Column("outstanding", DecimalType(), nullable=False),
     Column("repay_first", DecimalType(), nullable=False),
 )
+
+# Idempotency-Key records of money requests (IETF httpapi draft / Stripe semantics), scoped per
+# token; claimed and answered inside the transaction that moves the money (api/idempotency.py).
+idempotency_record = Table(
+    "idempotency_record",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | done
+    Column("status_code", Integer, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

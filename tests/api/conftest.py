@@ -9,7 +9,6 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from api.idempotency import IdempotencyBook
 from api.main import create_app
 from api.platform import Platform
 from api.principal import TokenBook
@@ -41,7 +40,6 @@ async def make_api(store, clock) -> Platform:
         ledger,
         credit,
         TokenBook(store),
-        IdempotencyBook(store),
         clock,
         feed_poll_s=0.05,
         devices=DeviceRegistry(store, clock),

@@ -1,7 +1,8 @@
 """Idempotency-Key on money-moving requests (IETF httpapi draft, Stripe's semantics).
 
 missing key -> 400; same key + same body -> the stored response, replayed; same key + different
-body -> 422; same key while the first request is still running -> 409. Errors are stored and
+body -> 422; same key while the first request is still running -> 409 (PostgreSQL; on SQLite
+the duplicate waits for the single writer and gets the replay). Errors are stored and
 replayed like successes. Keys are scoped per token. What matters to the borrower is the money:
 every test checks the statement, not only the status codes.
 """
@@ -13,6 +14,8 @@ from decimal import Decimal
 import pytest
 
 from api.idempotency import request_hash
+from ledger.store.port import RequestKey
+from ledger.store.tables import idempotency_record
 
 D = Decimal
 DRAW, REPAY, RELEASE = (f"/v1/facilities/F1/{x}" for x in ("drawdowns", "repayments", "releases"))
@@ -94,27 +97,62 @@ async def test_the_same_key_with_another_body_or_route_is_422_and_books_nothing(
     assert await postings(api) == [("drawdown", "1000.00")]
 
 
+@POSTGRES_ONLY
 async def test_the_same_key_while_the_first_request_is_in_flight_is_409(api):
-    """Claim the key exactly as the first request would, then send the duplicate: deterministic."""
+    """Hold the key exactly as the first request's transaction does, then send the duplicate."""
     c, platform = api.client, api.platform
     principal = await platform.tokens.authenticate(api.tokens["borrower"])
     assert principal is not None
-    scope, req = principal.token_id, request_hash("POST", DRAW, {"amount": "1000.00"})
-    assert await platform.idempotency.claim(scope, "slow-1", req, platform.clock()) is None
+    first = RequestKey(principal.token_id, "slow-1", request_hash("POST", DRAW, {"amount": "1000.00"}))
+    now = platform.clock()
+    with pytest.raises(RuntimeError, match="the first request dies"):
+        async with platform.store.money_transaction() as tx:
+            opened = await tx.open("F1", now, first, now)
+            assert opened.replay is None and opened.money is not None  # claimed, facility locked
 
-    r = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
-    assert r.status_code == 409, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    assert r.json()["type"].endswith("/idempotency_key_in_flight")
-    # A different body under an in-flight key is still a misuse of the key: 422, not 409.
-    other = await c.post(DRAW, json={"amount": "7.00"}, headers=keyed(api, "slow-1"))
-    assert other.status_code == 422
-    assert await postings(api) == []
+            r = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
+            assert r.status_code == 409, r.text
+            assert r.headers["content-type"].startswith(PROBLEM)
+            assert r.json()["type"].endswith("/idempotency_key_in_flight")
+            # Under a key still held, even another body is 409: the first's request is not yet
+            # visible to compare with (after it commits, another body gets 422).
+            other = await c.post(DRAW, json={"amount": "7.00"}, headers=keyed(api, "slow-1"))
+            assert other.status_code == 409
+            assert await postings(api) == []
+            raise RuntimeError("the first request dies before it commits")
 
-    # The first request dies without an answer (its claim is released): the retry goes through once.
-    await platform.idempotency.release(scope, "slow-1")
+    # Its claim died with its transaction: the retry goes through, once.
     retry = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
     assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers
+    again = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "slow-1"))
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert (await c.post(DRAW, json={"amount": "7.00"}, headers=keyed(api, "slow-1"))).status_code == 422
+    assert await postings(api) == [("drawdown", "1000.00")]
+
+
+async def test_a_claim_committed_by_an_older_release_still_answers_409_until_cleared(api):
+    """Before claims moved into the money transaction they were committed on their own; a crash
+    could leave one behind. Such a row still holds its key (409), and a different body is 422."""
+    c, platform = api.client, api.platform
+    principal = await platform.tokens.authenticate(api.tokens["borrower"])
+    assert principal is not None
+    async with platform.store.transaction() as tx:
+        await tx.raw_execute(
+            idempotency_record.insert().values(
+                scope=principal.token_id,
+                key="left-1",
+                request_hash=request_hash("POST", DRAW, {"amount": "1000.00"}),
+                state="in_flight",
+                created_at=platform.clock(),
+            )
+        )
+    r = await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "left-1"))
+    assert r.status_code == 409 and r.json()["type"].endswith("/idempotency_key_in_flight")
+    other = await c.post(DRAW, json={"amount": "7.00"}, headers=keyed(api, "left-1"))
+    assert other.status_code == 422 and other.json()["type"].endswith("/idempotency_key_reused")
+    async with platform.store.transaction() as tx:
+        await tx.raw_execute(idempotency_record.delete().where(idempotency_record.c.key == "left-1"))
+    assert (await c.post(DRAW, json={"amount": "1000.00"}, headers=keyed(api, "left-1"))).status_code == 201
     assert await postings(api) == [("drawdown", "1000.00")]
 
 

@@ -1,0 +1,127 @@
+"""The money desk on SQLAlchemy (both databases): drawdowns and repayments statement by statement.
+
+`SqlMoneyTx` implements `MoneyTx` with the credit statements of `SqlTx` (ledger/store/credit_sql.py);
+SQLite uses it. PostgreSQL uses `PgMoneyTx` (ledger/store/money_pg.py), which does the same in
+five round trips; tests/ledger/test_money_desk.py runs one contract on both.
+
+Idempotency keys are claimed inside the transaction that moves the money, so the claim, the
+postings and the stored answer commit together or not at all: a crash leaves no claim behind.
+On PostgreSQL a transaction-scoped advisory lock on the key tells a duplicate sent while the
+first is still running (409) from one sent after it (the stored answer is replayed). SQLite runs
+one writer at a time (BEGIN IMMEDIATE), so there a duplicate waits and then gets the replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.store import tables as t
+from ledger.store.port import (
+    MoneyState,
+    MoneyTx,
+    MoneyWrites,
+    Opened,
+    RequestKey,
+    RequestKeyInFlight,
+    RequestKeyReused,
+    StoredResponse,
+)
+
+
+def advisory_key(request: RequestKey) -> int:
+    """A signed 64-bit lock id for (scope, key): what pg_try_advisory_xact_lock takes."""
+    digest = hashlib.sha256(f"{request.scope}\0{request.key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def stored_outcome(request: RequestKey, row: Any) -> StoredResponse:
+    """The answer of a key found already used: its stored response, or why there is none."""
+    if row.request_hash != request.fingerprint:
+        raise RequestKeyReused()
+    if row.state != "done":  # a claim committed by an older release of the API: still held
+        raise RequestKeyInFlight()
+    return StoredResponse(row.status_code, json.loads(row.body))
+
+
+async def claim_request(tx: Any, request: RequestKey, now: datetime) -> StoredResponse | None:
+    """Claim `request`'s key inside `tx` (an SqlTx); None when claimed, else the stored answer."""
+    conn = tx.conn
+    if tx.dialect == "postgresql":
+        got = (await conn.execute(select(func.pg_try_advisory_xact_lock(advisory_key(request))))).scalar()
+        if not got:
+            raise RequestKeyInFlight()
+    ins = (postgresql.insert if tx.dialect == "postgresql" else sqlite.insert)(t.idempotency_record)
+    result = await conn.execute(
+        ins.values(
+            scope=request.scope,
+            key=request.key,
+            request_hash=request.fingerprint,
+            state="in_flight",
+            created_at=now,
+        ).on_conflict_do_nothing()
+    )
+    if result.rowcount == 1:
+        return None
+    row = (
+        await conn.execute(
+            select(t.idempotency_record).where(
+                t.idempotency_record.c.scope == request.scope, t.idempotency_record.c.key == request.key
+            )
+        )
+    ).first()
+    if row is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
+        raise RequestKeyInFlight()
+    return stored_outcome(request, row)
+
+
+async def store_response(tx: Any, request: RequestKey, response: StoredResponse) -> None:
+    await tx.conn.execute(
+        update(t.idempotency_record)
+        .where(t.idempotency_record.c.scope == request.scope, t.idempotency_record.c.key == request.key)
+        .values(state="done", status_code=response.status_code, body=json.dumps(response.body))
+    )
+
+
+class SqlMoneyTx(MoneyTx):
+    """`MoneyTx` over an `SqlTx`: one statement per step."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    async def open(
+        self, facility_id: str, aged_before: datetime, request: RequestKey | None, now: datetime
+    ) -> Opened:
+        if request is not None:
+            replay = await claim_request(self.tx, request, now)
+            if replay is not None:
+                return Opened(replay, None)
+        st = await self.tx.lock_credit_state(facility_id)
+        if st is None:
+            return Opened(None, None)
+        balances = (await self.tx.balances([facility_id]))[facility_id]
+        positions = await self.tx.positions([facility_id])
+        aged = await self.tx.aged_lots({facility_id: aged_before})
+        return Opened(None, MoneyState(st, balances, positions, aged))
+
+    async def book(
+        self, writes: MoneyWrites, request: RequestKey | None, response: StoredResponse | None
+    ) -> None:
+        await self.tx.insert_postings(writes.postings, writes.first_seq)
+        if writes.balances:
+            await self.tx.put_balances(writes.facility_id, writes.balances)
+        await self.tx.update_credit_states([{"facility_id": writes.facility_id, **writes.state}])
+        await self.tx.insert_credit_events(writes.events)
+        if request is not None and response is not None:
+            await store_response(self.tx, request, response)
+
+    async def respond(self, request: RequestKey, response: StoredResponse) -> None:
+        await store_response(self.tx, request, response)
+
+
+__all__ = ["SqlMoneyTx", "advisory_key", "claim_request", "store_response", "stored_outcome"]
