@@ -1,0 +1,74 @@
+"""`pledge api --workers N`: N uvicorn worker processes on one socket, each building its own
+platform from the environment (api.main:worker_app)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_workers_serve_one_port_with_the_configured_store(tmp_path: Path) -> None:
+    env = {**os.environ, "PLEDGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"}
+    made = subprocess.run(
+        [sys.executable, "-m", "api.cli", "token", "create", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    token = made.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the API did not answer within 90 s"
+            assert server.poll() is None, f"the API exited with {server.returncode}"
+            time.sleep(0.3)
+        # Every worker answers with the store it built from the environment (the token is in it).
+        for _ in range(20):
+            with httpx.Client() as fresh:  # a new connection each time: the kernel spreads them
+                r = fresh.get(
+                    f"http://127.0.0.1:{port}/v1/facilities", headers={"Authorization": f"Bearer {token}"}
+                )
+            assert r.status_code == 200, r.text
+        workers = [p for p in psutil.Process(server.pid).children(recursive=True) if "python" in p.name()]
+        assert len(workers) >= 2
+        bad = httpx.get(f"http://127.0.0.1:{port}/v1/facilities", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
