@@ -1,7 +1,8 @@
-"""The money desk on PostgreSQL: a drawdown or repayment in five round trips.
+"""The money desk on PostgreSQL: a drawdown or repayment in four round trips.
 
-BEGIN; one statement that claims the Idempotency-Key (advisory lock + insert) and locks the
-facility's credit state; one that reads its balances, positions and aged lots; one that
+BEGIN; one statement that claims the Idempotency-Key (advisory lock + insert), locks the
+facility's credit state and reads its balances, positions and aged lots (read again, a fifth
+round trip, only when another transaction changed them while we waited for the lock); one that
 writes postings, lines, balances, credit state, events and the stored answer (data-modifying
 CTEs over unnest'ed arrays); COMMIT. Through SQLAlchemy, statement by statement
 (`SqlMoneyTx`), the same work took about fourteen round trips; each costs a send and a receive
@@ -35,41 +36,53 @@ from ledger.store.port import (
     RequestKeyInFlight,
     StoredResponse,
 )
-
-# Claim and lock first, read after: in READ COMMITTED a statement reads from the snapshot taken
-# when it started, so balances read by the statement that waited for the lock could predate the
-# money booked by the transaction that held it (only the locked row itself is re-read).
-_OPEN = """
-WITH lk AS (
-    SELECT CASE WHEN $1::text IS NULL THEN true ELSE pg_try_advisory_xact_lock($2::bigint) END AS got
-), ins AS (
-    INSERT INTO idempotency_record (scope, key, request_hash, state, created_at)
-    SELECT $1, $3, $4, 'in_flight', $5 FROM lk WHERE lk.got AND $1::text IS NOT NULL
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT lk.got, (SELECT count(*) FROM ins) AS claimed, c.*
-FROM lk LEFT JOIN LATERAL (
-    SELECT * FROM credit_state WHERE facility_id = $6 AND lk.got FOR UPDATE
-) c ON true
-"""
+from ledger.store.tables import credit_state
 
 # Plain columns and arrays of built-in types only: a row or composite type would make asyncpg
 # introspect it on each new connection, a query that PostgreSQL's JIT can take a second over.
-_READ = """
-SELECT b.*, p.*, l.*
-FROM (SELECT array_agg(account) AS b_account, array_agg(balance) AS b_balance
-      FROM account_balance WHERE facility_id = $1) b,
-     (SELECT array_agg(sku_id) AS p_sku, array_agg(pledged_qty) AS p_pledged,
-             array_agg(eligible_qty) AS p_eligible, array_agg(price) AS p_price,
-             array_agg(price_at) AS p_price_at, array_agg(haircut) AS p_haircut
-      FROM "position" WHERE facility_id = $1) p,
-     (SELECT array_agg(lot_id) AS l_id, array_agg(epc) AS l_epc, array_agg(sku_id) AS l_sku,
-             array_agg(quantity) AS l_quantity, array_agg(site_id) AS l_site,
-             array_agg(zone_id) AS l_zone, array_agg(pledged) AS l_pledged,
-             array_agg(verified) AS l_verified, array_agg(received_at) AS l_received
-      FROM lot WHERE facility_id = $1 AND status = $3 AND received_at < $2) l
+_SNAPSHOT = """
+(SELECT array_agg(account) AS b_account, array_agg(balance) AS b_balance
+ FROM account_balance WHERE facility_id = $1) b,
+(SELECT array_agg(sku_id) AS p_sku, array_agg(pledged_qty) AS p_pledged,
+        array_agg(eligible_qty) AS p_eligible, array_agg(price) AS p_price,
+        array_agg(price_at) AS p_price_at, array_agg(haircut) AS p_haircut
+ FROM "position" WHERE facility_id = $1) p,
+(SELECT array_agg(lot_id) AS l_id, array_agg(epc) AS l_epc, array_agg(sku_id) AS l_sku,
+        array_agg(quantity) AS l_quantity, array_agg(site_id) AS l_site,
+        array_agg(zone_id) AS l_zone, array_agg(pledged) AS l_pledged,
+        array_agg(verified) AS l_verified, array_agg(received_at) AS l_received
+ FROM lot WHERE facility_id = $1 AND status = $3 AND received_at < $2) l
 """
+
+# Claim the key, lock the facility's credit_state and read what the operation needs, in one
+# statement. In READ COMMITTED that statement reads from the snapshot taken when it started;
+# only the locked row itself is re-read after a wait for the lock. So if another transaction
+# booked money while we waited, the balances read would be stale (the race test catches that).
+# Every writer of balances also writes credit_state in the same transaction (and a movement's
+# line re-assessment writes it too), so "the locked row is the version our snapshot saw" (same
+# xmin) proves the snapshot current; otherwise `_READ` reads again, after the lock.
+_OPEN = (
+    """
+WITH lk AS (
+    SELECT CASE WHEN $4::text IS NULL THEN true ELSE pg_try_advisory_xact_lock($5::bigint) END AS got
+), ins AS (
+    INSERT INTO idempotency_record (scope, key, request_hash, state, created_at)
+    SELECT $4, $6, $7, 'in_flight', $8 FROM lk WHERE lk.got AND $4::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT lk.got, (SELECT count(*) FROM ins) AS claimed,
+       (SELECT xmin::text FROM credit_state WHERE facility_id = $1) AS seen_xmin,
+       c.*, b.*, p.*, l.*
+FROM lk LEFT JOIN LATERAL (
+    SELECT cs.*, cs.xmin::text AS locked_xmin FROM credit_state cs
+    WHERE cs.facility_id = $1 AND lk.got FOR UPDATE
+) c ON true,
+"""
+    + _SNAPSHOT
+)
+
+_READ = "SELECT b.*, p.*, l.* FROM " + _SNAPSHOT
 
 _STORED = """
 SELECT request_hash, state, status_code, body FROM idempotency_record WHERE scope = $1 AND key = $2
@@ -107,6 +120,9 @@ UPDATE idempotency_record SET state = 'done', status_code = $3, body = $4 WHERE 
 """
 
 
+_STATE_COLUMNS = tuple(c.name for c in credit_state.columns)
+
+
 class PgMoneyTx(MoneyTx):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -118,7 +134,10 @@ class PgMoneyTx(MoneyTx):
         lock = 0 if request is None else advisory_key(request)
         key = None if request is None else request.key
         fingerprint = None if request is None else request.fingerprint
-        row = await self.conn.fetchrow(_OPEN, scope, lock, key, fingerprint, now, facility_id)
+        pledged = str(LotStatus.PLEDGED)
+        row = await self.conn.fetchrow(
+            _OPEN, facility_id, aged_before, pledged, scope, lock, key, fingerprint, now
+        )
         assert row is not None
         if not row["got"]:
             raise RequestKeyInFlight()
@@ -129,9 +148,11 @@ class PgMoneyTx(MoneyTx):
             return Opened(stored_outcome(request, _Stored(stored)), None)
         if row["facility_id"] is None:
             return Opened(None, None)
-        st = {k: v for k, v in row.items() if k not in ("got", "claimed")}
-        r = await self.conn.fetchrow(_READ, facility_id, aged_before, str(LotStatus.PLEDGED))
-        assert r is not None
+        st = {k: row[k] for k in _STATE_COLUMNS}
+        r = row
+        if row["locked_xmin"] != row["seen_xmin"]:  # someone wrote while we waited: read again
+            r = await self.conn.fetchrow(_READ, facility_id, aged_before, pledged)
+            assert r is not None
         positions = [
             PositionRow(facility_id, *cols)
             for cols in zip(

@@ -2,7 +2,7 @@
 
 `SqlMoneyTx` implements `MoneyTx` with the credit statements of `SqlTx` (ledger/store/credit_sql.py);
 SQLite uses it. PostgreSQL uses `PgMoneyTx` (ledger/store/money_pg.py), which does the same in
-five round trips; tests/ledger/test_money_desk.py runs one contract on both.
+four round trips; tests/ledger/test_money_desk.py runs one contract on both.
 
 Idempotency keys are claimed inside the transaction that moves the money, so the claim, the
 postings and the stored answer commit together or not at all: a crash leaves no claim behind.
