@@ -335,5 +335,6 @@ def check_release(outstanding: Decimal, bb_after_release: Decimal, facility_id: 
         raise ReleaseRefused(
             facility_id,
             _up(out - bb, currency),
-            f"the borrowing base after the release ({bb}) would not cover the outstanding ({out})",
+            f"the borrowing base after the release ({currency} {_down(bb, currency)}) would not cover "
+            f"the outstanding ({currency} {out})",
         )
