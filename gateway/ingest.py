@@ -48,6 +48,7 @@ from sqlalchemy import and_, select, text, update
 
 from gateway import dedup, health
 from gateway.dead_letter import DeadLetter, describe, insert_dead_letters
+from gateway.device import DeviceContext
 from gateway.errors import DecodeError, DeviceMismatch, GatewayError, PayloadTooLarge, UnknownDevice
 from gateway.evidence import EvidenceRows
 from gateway.formats import MAX_PAYLOAD_BYTES, decode
@@ -172,6 +173,7 @@ class Ingest:
         self.registry = DeviceRegistry(ledger.store, clock)
         self._devices: dict[str, Device] = {}  # active devices: whose messages we accept
         self._known: dict[str, Device] = {}  # every device, for passages of deactivated gates
+        self._contexts: dict[str, DeviceContext] = {}  # active devices, as decoders see them
         # Registry reloads are operational, not domain logic: they run on the monotonic clock.
         self._loaded_at: float | None = None
         self._unknown_reload_at: float | None = None
@@ -215,6 +217,7 @@ class Ingest:
         devices = await self.registry.list()
         self._known = {d.device_id: d for d in devices}
         self._devices = {d.device_id: d for d in devices if d.active}
+        self._contexts = {d.device_id: d.context() for d in self._devices.values()}
         self._loaded_at = time.monotonic()
 
     @property
@@ -262,7 +265,7 @@ class Ingest:
                     item.status = None  # a replay of an old state, delivered on subscription
             else:
                 item.observations = decode(
-                    item.device.format, m.payload, item.device.context(), now,
+                    item.device.format, m.payload, self._contexts[item.device.device_id], now,
                     max_skew=timedelta(seconds=self.config.max_skew_s))
         except DecodeError as e:
             item.dead = self._dead_letter(item, now, e.reason, describe(e))
