@@ -32,6 +32,7 @@ __all__ = [
     "StatusWord",
     "lock_states",
     "parse_status",
+    "read_states",
     "save_states",
     "sweep",
 ]
@@ -102,11 +103,16 @@ class DeviceState:
                        "detail": detail})
 
 
+async def read_states(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[str, DeviceState]:
+    """The states of (site_id, device_id) pairs as last committed, without locking them."""
+    return await lock_states(conn, "", keys)
+
+
 async def lock_states(
     conn: AsyncConnection, dialect: str, keys: list[tuple[str, str]]
 ) -> dict[str, DeviceState]:
     """The states of (site_id, device_id) pairs, locked for the transaction on PostgreSQL (two
-    gateways on a shared subscription then serialise per device; SQLite has a single writer).
+    writers of one device then serialise on its row; SQLite has a single writer).
     Locked in sorted order, so that two batches can never deadlock on them."""
     states: dict[str, DeviceState] = {}
     keys = sorted(set(keys))
