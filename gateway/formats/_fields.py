@@ -311,11 +311,12 @@ def parse_timestamp(value: Any, path: str, *, default_offset: timezone | None = 
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     if offset is None and default_offset is None:
         raise BadTimestamp(f"{path} has no UTC offset: {text!r}", field=path)
-    tz = parse_offset(offset, path) if offset is not None else default_offset
+    utc = offset in ("Z", "z")  # the common case: no offset to parse, no conversion
+    tz = UTC if utc else parse_offset(offset, path) if offset is not None else default_offset
     micros = int((fraction or "0")[:6].ljust(6, "0"))
     try:
         local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz)
-        return local.astimezone(UTC)
+        return local if utc else local.astimezone(UTC)
     except (ValueError, OverflowError) as e:
         raise BadTimestamp(f"{path} is not a valid time: {text!r} ({e})", field=path) from e
 
