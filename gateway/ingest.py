@@ -574,7 +574,7 @@ class _Batch:
         taken: dict[tuple[str, str], str | None] = {}  # keys claimed earlier in this batch
         for item in ordered:
             self._classify(item, snapshot, known, taken)
-        claimed = await dedup.claim(self.conn, self.dialect, self.seen_rows, self.now)
+        claimed = await dedup.claim(self.conn, self.seen_rows, self.now)
         await self._settle(claimed)
         await self.evidence.insert(self.conn)
         await insert_dead_letters(self.conn, self.letters)
