@@ -6,13 +6,15 @@ size and time and acknowledges every message of it once `process` returns):
 1. Prepare each message without touching the store: size, topic, device (an in-memory copy of
    the registry), the topic's site, decode with `now` from the injected clock. A refusal becomes
    a dead letter with its reason; nothing raises out of this step.
-2. ONE transaction for the batch: lock the devices' state rows, drop duplicates (event keys
-   already committed) and stale native sequence numbers, write evidence rows, the dedup keys,
-   device state and transitions, and the dead letters; commit. Native messages are taken in
-   `seq` order per device within a batch; a `seq` at or below the device's last one whose key
-   is unseen is accepted when its time is within the dedup horizon (a reordering, e.g. across
-   a shared subscription: Mosquitto has no per-device affinity) and refused as stale_sequence
-   beyond it (gateway/dedup.py explains why that is replay-safe).
+2. ONE transaction for the batch: read the devices' state rows (unlocked), drop duplicates
+   (event keys already committed) and stale native sequence numbers, claim the new dedup keys
+   (a key a concurrent batch claimed first is a duplicate), write evidence rows and dead
+   letters, then lock the state rows to merge device state and transitions; commit (see
+   `_Batch`). Native messages are taken in `seq` order per device within a batch; a `seq` at
+   or below the device's last one whose key is unseen is accepted when its time is within the
+   dedup horizon (a reordering, e.g. across a shared subscription: Mosquitto has no per-device
+   affinity) and refused as stale_sequence beyond it (gateway/dedup.py explains why that is
+   replay-safe).
 3. If that transaction fails (a poison message the store refuses, e.g. a NUL character
    PostgreSQL cannot store), each message is retried in its own transaction: the poison one is
    dead-lettered alone (ledger_rejected), the others commit. If even a dead letter cannot be
