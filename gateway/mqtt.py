@@ -2,11 +2,17 @@
 
 Broker-facing only: this module knows topics, packet ids and sessions, never lots or money.
 
-Threads. paho runs its network loop on its own thread (`loop_start()`), and every callback
-(`on_connect`, `on_message`, ...) runs there. The callbacks below do nothing but turn paho's
-objects into our own frozen values and hand them to the asyncio loop with
-`loop.call_soon_threadsafe` (the pattern aiomqtt uses). Nothing in asyncio is touched from
-paho's thread, and no paho callback ever waits for asyncio.
+Threads. `MqttSubscriber`, the gateway's hot path, runs no paho thread: the asyncio loop
+drives paho through its external-loop API (paho's examples/loop_asyncio.py): `add_reader` on
+the socket calls `loop_read()`, paho's register/unregister-write callbacks map to
+`add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and reconnects with
+backoff. Every callback then runs on the loop's thread: a message becomes a frozen
+`InboundMessage` and goes straight into the queue, with no `call_soon_threadsafe` (a
+self-pipe write and a wake-up per message) and no GIL hand-offs between two busy threads, which
+profiling showed to cost a tenth of the gateway's CPU. `MqttPublisher` (tests, simulators)
+keeps paho's own thread (`loop_start()`); its callbacks only hand over to asyncio with
+`loop.call_soon_threadsafe` (the pattern aiomqtt uses). See docs/mqtt.md, "paho on the event
+loop".
 
 At-least-once, acknowledged after commit. The subscriber runs paho with `manual_ack=True`:
 a QoS 1 PUBLISH stays unacknowledged at the broker until `MqttSubscriber.ack()` is called,
@@ -48,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import AsyncGenerator, Iterable, Sequence
@@ -107,6 +114,7 @@ _MAX_UINT16 = 0xFFFF
 _MAX_UINT32 = 0xFFFFFFFF
 _MISC_EVERY_S = 1.0  # how often the subscriber runs paho's loop_misc (keepalive), as loop() does
 _READS_PER_WAKEUP = 1000  # packets read per readable event at most, so writes get their turn
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class MqttError(GatewayError):
@@ -582,7 +590,8 @@ class MqttSubscriber:
             before = self._received
             rc = client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
-                return
+                break
+        _ack_segments_now(client.socket())
 
     def _on_socket_close(self, client: Client, userdata: Any, sock: Any) -> None:
         loop = self._loop
@@ -679,6 +688,21 @@ class MqttSubscriber:
         if not self._stopped:
             log.warning("disconnected from %s (%s); reconnecting within %s s",
                         self.config.redacted_url, reason_code, self.config.reconnect_max_s)
+
+
+def _ack_segments_now(sock: Any) -> None:
+    """Have the kernel acknowledge the TCP segments just read at once (Linux TCP_QUICKACK,
+    which the kernel clears again by itself, hence once per read burst).
+
+    Mosquitto leaves Nagle's algorithm on unless `set_tcp_nodelay true` is configured: it holds
+    its next small PUBLISH until the previous segment is acknowledged. We send nothing between
+    our commits (PUBACKs go out after them), so without this the kernel's delayed ACK (up to
+    40 ms) paces the broker's deliveries, and every message waits for it on top of the batch
+    window. Measured by `pledge bench ingest` (c), see docs/mqtt.md."""
+    if sock is None or _TCP_QUICKACK is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
