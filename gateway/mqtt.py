@@ -564,8 +564,14 @@ class MqttSubscriber:
         sends for deliveries of a live connection, and there is none. The new socket is watched
         once the thread returns."""
         self._lost.clear()
+        attempt = asyncio.get_running_loop().run_in_executor(None, client.reconnect)
         try:
-            await asyncio.to_thread(client.reconnect)
+            await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # stop() during the attempt: the thread cannot be interrupted, so close whatever
+            # socket it opens, or the broker would keep a connection (and our session) alive.
+            attempt.add_done_callback(lambda _: _close_socket_of(client))
+            raise
         except (OSError, ssl.SSLError) as e:
             self._last_problem = "TCP connection failed"
             log.debug("cannot connect to %s: %s", self.config.redacted_url, e)
@@ -585,19 +591,34 @@ class MqttSubscriber:
         paho's `loop_read()` reads at most one packet when no QoS 2 flow is open; returning to
         the selector after each one would cost an epoll round per message. A read that yields
         no PUBLISH (no complete packet yet, or a SUBACK/PINGRESP) ends the burst; the selector
-        calls again if more is waiting."""
+        calls again if more is waiting - except for bytes TLS already decrypted into its own
+        buffer (`pending()`), which the socket no longer shows: those are read here first."""
         for _ in range(_READS_PER_WAKEUP):
             before = self._received
             rc = client.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._received == before and not _buffered(client.socket()):
                 break
+        else:
+            if _buffered(client.socket()):  # TLS bytes the selector cannot see: read them next
+                asyncio.get_running_loop().call_soon(self._on_readable, client)
         _ack_segments_now(client.socket())
 
     def _on_socket_close(self, client: Client, userdata: Any, sock: Any) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.remove_reader(sock)
-            loop.remove_writer(sock)
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop_thread(loop):
+            self._forget_socket(sock.fileno())
+        else:  # reconnect() closing a socket left over, on its worker thread
+            loop.call_soon_threadsafe(self._forget_socket, sock.fileno())
+
+    def _forget_socket(self, fd: int) -> None:
+        loop = self._loop
+        if loop is not None and fd >= 0:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
         self._lost.set()
 
     def _on_socket_register_write(self, client: Client, userdata: Any, sock: Any) -> None:
@@ -688,6 +709,19 @@ class MqttSubscriber:
         if not self._stopped:
             log.warning("disconnected from %s (%s); reconnecting within %s s",
                         self.config.redacted_url, reason_code, self.config.reconnect_max_s)
+
+
+def _buffered(sock: Any) -> int:
+    """Bytes a TLS socket decrypted and holds itself (0 for plain TCP)."""
+    pending = getattr(sock, "pending", None)
+    return int(pending()) if pending is not None else 0
+
+
+def _close_socket_of(client: Client) -> None:
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def _ack_segments_now(sock: Any) -> None:
