@@ -191,6 +191,7 @@ class Ingest:
         # A native seq at or below the device's last one is still new if its key is unseen and
         # its time is recent enough that, had it been committed, its key would still be kept.
         self.horizon = timedelta(seconds=max(0.0, self.config.dedup_retention_s - self.config.max_skew_s))
+        self._max_skew = timedelta(seconds=self.config.max_skew_s)
         self._next_sweep: datetime | None = None
         self._next_prune: datetime | None = None
 
@@ -274,7 +275,7 @@ class Ingest:
             else:
                 item.observations = decode(
                     item.device.format, m.payload, self._contexts[item.device.device_id], now,
-                    max_skew=timedelta(seconds=self.config.max_skew_s))
+                    max_skew=self._max_skew)
         except DecodeError as e:
             item.dead = self._dead_letter(item, now, e.reason, describe(e))
         except Exception as e:  # a decoder bug must not stop ingest; keep the bytes for replay

@@ -324,7 +324,8 @@ def _signed_payload(raw: bytes, device: DeviceContext) -> dict[str, Any] | None:
     if split is None:
         return None
     signed, sig = split
-    expected = hmac.new(device.secret, signed, hashlib.sha256).hexdigest().encode("ascii")
+    # hmac.digest: OpenSSL's one-shot HMAC, no HMAC object per message.
+    expected = hmac.digest(device.secret, signed, "sha256").hex().encode("ascii")
     if not hmac.compare_digest(expected, sig):
         return None
     payload = f.as_object(f.load_json(signed), "")
