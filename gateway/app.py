@@ -1,6 +1,6 @@
 """The gateway runner: subscriber -> batches -> ingest (one transaction) -> acknowledgements.
 
-    paho thread --call_soon_threadsafe--> subscriber queue --pump--> batch queue
+    event loop (paho loop_read) --> subscriber queue --pump--> batch queue
         --> batch (<= batch_max messages, <= batch_max_wait_s after its first) --> Ingest.process
         --> commit --> MqttSubscriber.ack(each message)
 

@@ -32,9 +32,10 @@ from datetime import datetime
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.bulk import insert_new
 from gateway.tables import seen_event
 
-__all__ = ["PRUNE_CHUNK", "prune", "remember", "seen"]
+__all__ = ["PRUNE_CHUNK", "claim", "prune", "seen"]
 
 PRUNE_CHUNK = 10_000
 _LOOKUP_CHUNK = 500
@@ -58,15 +59,23 @@ async def seen(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[t
     return found
 
 
-async def remember(
+async def claim(
     conn: AsyncConnection, rows: Sequence[tuple[str, str, str | None]], now: datetime
-) -> None:
-    """Record (site_id, event_key, digest) rows as committed at `now`."""
-    if rows:
-        await conn.execute(
-            seen_event.insert(),
-            [{"site_id": s, "event_key": k, "digest": d, "seen_at": now} for s, k, d in rows],
-        )
+) -> set[tuple[str, str]]:
+    """Record (site_id, event_key, digest) rows as committed at `now`, skipping keys already
+    recorded; returns the (site_id, event_key) pairs this call recorded.
+
+    `INSERT ... ON CONFLICT DO NOTHING` (gateway/bulk.py): on PostgreSQL, a key another
+    transaction inserted and has not committed yet makes this one wait for it, then skip the key
+    if it committed. So two gateways that read the same unseen key can never both claim it; the
+    loser learns it here, without any lock held beforehand. Keys are inserted in sorted order,
+    so that two batches claiming overlapping keys wait for each other in one direction only (no
+    deadlock)."""
+    ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+    inserted = await insert_new(
+        conn, seen_event,
+        [{"site_id": s, "event_key": k, "digest": d, "seen_at": now} for s, k, d in ordered])
+    return {(site_id, key) for site_id, key in inserted}
 
 
 async def prune(conn: AsyncConnection, cutoff: datetime, limit: int = PRUNE_CHUNK) -> int:

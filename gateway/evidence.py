@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.bulk import insert_rows
 from gateway.observation import CameraCount, QuantityObservation, TagRead, WeightSample
 from gateway.tables import camera_count, passage, quantity_observation, tag_read, weight_observation
 from ledger.store.port import LedgerStore
@@ -68,8 +69,7 @@ class EvidenceRows:
             (camera_count, self.cameras),
             (quantity_observation, self.quantities),
         ):
-            if rows:
-                await conn.execute(table.insert(), rows)
+            await insert_rows(conn, table, rows)
 
 
 class EvidenceQueries:

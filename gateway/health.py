@@ -32,6 +32,7 @@ __all__ = [
     "StatusWord",
     "lock_states",
     "parse_status",
+    "read_states",
     "save_states",
     "sweep",
 ]
@@ -102,12 +103,23 @@ class DeviceState:
                        "detail": detail})
 
 
+async def read_states(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[str, DeviceState]:
+    """The states of (site_id, device_id) pairs as last committed, without locking them."""
+    return await _select_states(conn, keys, for_update=False)
+
+
 async def lock_states(
     conn: AsyncConnection, dialect: str, keys: list[tuple[str, str]]
 ) -> dict[str, DeviceState]:
     """The states of (site_id, device_id) pairs, locked for the transaction on PostgreSQL (two
-    gateways on a shared subscription then serialise per device; SQLite has a single writer).
+    writers of one device then serialise on its row; SQLite has a single writer).
     Locked in sorted order, so that two batches can never deadlock on them."""
+    return await _select_states(conn, keys, for_update=dialect == "postgresql")
+
+
+async def _select_states(
+    conn: AsyncConnection, keys: list[tuple[str, str]], *, for_update: bool
+) -> dict[str, DeviceState]:
     states: dict[str, DeviceState] = {}
     keys = sorted(set(keys))
     for i in range(0, len(keys), 500):
@@ -118,7 +130,7 @@ async def lock_states(
             .where(device_state.c.device_id.in_([d for _, d in chunk]))
             .order_by(device_state.c.site_id, device_state.c.device_id)
         )
-        if dialect == "postgresql":
+        if for_update:
             q = q.with_for_update()
         for r in await conn.execute(q):
             states[r.device_id] = DeviceState(r.site_id, r.device_id, r.last_seq, r.last_seen_at,

@@ -6,13 +6,15 @@ size and time and acknowledges every message of it once `process` returns):
 1. Prepare each message without touching the store: size, topic, device (an in-memory copy of
    the registry), the topic's site, decode with `now` from the injected clock. A refusal becomes
    a dead letter with its reason; nothing raises out of this step.
-2. ONE transaction for the batch: lock the devices' state rows, drop duplicates (event keys
-   already committed) and stale native sequence numbers, write evidence rows, the dedup keys,
-   device state and transitions, and the dead letters; commit. Native messages are taken in
-   `seq` order per device within a batch; a `seq` at or below the device's last one whose key
-   is unseen is accepted when its time is within the dedup horizon (a reordering, e.g. across
-   a shared subscription: Mosquitto has no per-device affinity) and refused as stale_sequence
-   beyond it (gateway/dedup.py explains why that is replay-safe).
+2. ONE transaction for the batch: read the devices' state rows (unlocked), drop duplicates
+   (event keys already committed) and stale native sequence numbers, claim the new dedup keys
+   (a key a concurrent batch claimed first is a duplicate), write evidence rows and dead
+   letters, then lock the state rows to merge device state and transitions; commit (see
+   `_Batch`). Native messages are taken in `seq` order per device within a batch; a `seq` at
+   or below the device's last one whose key is unseen is accepted when its time is within the
+   dedup horizon (a reordering, e.g. across a shared subscription: Mosquitto has no per-device
+   affinity) and refused as stale_sequence beyond it (gateway/dedup.py explains why that is
+   replay-safe).
 3. If that transaction fails (a poison message the store refuses, e.g. a NUL character
    PostgreSQL cannot store), each message is retried in its own transaction: the poison one is
    dead-lettered alone (ledger_rejected), the others commit. If even a dead letter cannot be
@@ -34,6 +36,7 @@ liveness, the debounce of passages and the dedup horizon.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -48,6 +51,7 @@ from sqlalchemy import and_, select, text, update
 
 from gateway import dedup, health
 from gateway.dead_letter import DeadLetter, describe, insert_dead_letters
+from gateway.device import DeviceContext
 from gateway.errors import DecodeError, DeviceMismatch, GatewayError, PayloadTooLarge, UnknownDevice
 from gateway.evidence import EvidenceRows
 from gateway.formats import MAX_PAYLOAD_BYTES, decode
@@ -132,6 +136,11 @@ class _Item:
     def native(self) -> bool:
         return self.device is not None and self.device.format == "native"
 
+    @functools.cached_property
+    def digest(self) -> str | None:
+        """sha256 of a native message's bytes (same seq, same bytes: a redelivery)."""
+        return hashlib.sha256(self.message.payload).hexdigest() if self.native else None
+
     def seq(self) -> int:
         """Sort key within a device: native seq, so a batch absorbs reordering."""
         if self.native and self.observations:
@@ -172,6 +181,7 @@ class Ingest:
         self.registry = DeviceRegistry(ledger.store, clock)
         self._devices: dict[str, Device] = {}  # active devices: whose messages we accept
         self._known: dict[str, Device] = {}  # every device, for passages of deactivated gates
+        self._contexts: dict[str, DeviceContext] = {}  # active devices, as decoders see them
         # Registry reloads are operational, not domain logic: they run on the monotonic clock.
         self._loaded_at: float | None = None
         self._unknown_reload_at: float | None = None
@@ -181,6 +191,7 @@ class Ingest:
         # A native seq at or below the device's last one is still new if its key is unseen and
         # its time is recent enough that, had it been committed, its key would still be kept.
         self.horizon = timedelta(seconds=max(0.0, self.config.dedup_retention_s - self.config.max_skew_s))
+        self._max_skew = timedelta(seconds=self.config.max_skew_s)
         self._next_sweep: datetime | None = None
         self._next_prune: datetime | None = None
 
@@ -215,6 +226,7 @@ class Ingest:
         devices = await self.registry.list()
         self._known = {d.device_id: d for d in devices}
         self._devices = {d.device_id: d for d in devices if d.active}
+        self._contexts = {d.device_id: d.context() for d in self._devices.values()}
         self._loaded_at = time.monotonic()
 
     @property
@@ -262,8 +274,8 @@ class Ingest:
                     item.status = None  # a replay of an old state, delivered on subscription
             else:
                 item.observations = decode(
-                    item.device.format, m.payload, item.device.context(), now,
-                    max_skew=timedelta(seconds=self.config.max_skew_s))
+                    item.device.format, m.payload, self._contexts[item.device.device_id], now,
+                    max_skew=self._max_skew)
         except DecodeError as e:
             item.dead = self._dead_letter(item, now, e.reason, describe(e))
         except Exception as e:  # a decoder bug must not stop ingest; keep the bytes for replay
@@ -519,7 +531,26 @@ def _passage_row(pid: str, p: Passage, site_id: str, zone_id: str | None, lot: L
 
 
 class _Batch:
-    """The writes of one batch transaction (classification, then SQL)."""
+    """The writes of one batch transaction (classification, then SQL).
+
+    Lock-light, so that gateways of a shared subscription (which Mosquitto deals one device's
+    messages round robin) do not queue behind each other's batches:
+
+    1. read the devices' states as last committed, without locking them;
+    2. classify every observation against them (new, duplicate, late, stale), as the rules of
+       docs/gateway.md say;
+    3. claim the new keys (`dedup.claim`, INSERT ... ON CONFLICT DO NOTHING): a key that a
+       concurrent batch claimed first is a duplicate (or, with other bytes, stale), exactly what
+       the rules say had the two batches run one after the other;
+    4. write the evidence of the claimed keys and the dead letters;
+    5. only then lock the state rows (sorted) and merge into them: last_seq = max(stored, batch),
+       liveness transitions against the state as it is now. The row locks are held from here
+       to the commit only: two batches of the same devices overlap in everything but that.
+
+    Why the unlocked read is enough: `last_seq` only grows, so a seq above the value read was
+    never committed before the read; if a concurrent batch commits it, step 3 finds out. A seq
+    at or below it is looked up, as before; its concurrent commit, again, is found in step 3.
+    """
 
     def __init__(self, conn: Any, dialect: str, now: datetime, horizon: timedelta) -> None:
         self.conn = conn
@@ -528,24 +559,31 @@ class _Batch:
         self.horizon = horizon
         self.done = _Committed()
         self.evidence = EvidenceRows()
+        self.candidates: list[tuple[_Item, list[Observation]]] = []  # classified new, unclaimed
         self.seen_rows: list[tuple[str, str, str | None]] = []
+        self.late: set[tuple[str, str]] = set()  # keys accepted below the device's last seq
+        self.liveness: list[tuple[str, str, str | None]] = []  # (device, source, offline detail)
+        self.top_seq: dict[str, int] = {}  # device -> highest native seq claimed by this batch
         self.events: list[dict[str, Any]] = []
         self.letters: list[DeadLetter] = []
 
     async def write(self, items: Sequence[_Item]) -> _Committed:
         good = [i for i in items if i.dead is None and i.device is not None]
         self.letters = [i.dead for i in items if i.dead is not None]
-        states = await health.lock_states(
-            self.conn, self.dialect, [(i.device.site_id, i.device.device_id) for i in good if i.device])
+        devices = [(i.device.site_id, i.device.device_id) for i in good if i.device]
+        snapshot = await health.read_states(self.conn, devices)
         ordered = sorted(good, key=lambda i: (i.device.device_id if i.device else "", i.seq()))
-        known = await dedup.seen(self.conn, self._lookups(ordered, states))
+        known = await dedup.seen(self.conn, self._lookups(ordered, snapshot))
         taken: dict[tuple[str, str], str | None] = {}  # keys claimed earlier in this batch
         for item in ordered:
-            self._classify(item, states, known, taken)
+            self._classify(item, snapshot, known, taken)
+        claimed = await dedup.claim(self.conn, self.seen_rows, self.now)
+        await self._settle(claimed)
         await self.evidence.insert(self.conn)
-        await dedup.remember(self.conn, self.seen_rows, self.now)
-        await health.save_states(self.conn, list(states.values()), self.events)
         await insert_dead_letters(self.conn, self.letters)
+        states = await health.lock_states(self.conn, self.dialect, devices)
+        self._merge(states)
+        await health.save_states(self.conn, list(states.values()), self.events)
         self.done.report.dead_letters.update(d.reason for d in self.letters)
         return self.done
 
@@ -568,13 +606,15 @@ class _Batch:
 
     def _classify(self, item: _Item, states: dict[str, health.DeviceState],
                   known: dict[tuple[str, str], str | None], taken: dict[tuple[str, str], str | None]) -> None:
+        """Sort the item's observations into new (candidates to claim) and duplicates, or refuse
+        it. `states` are the unlocked snapshot; their `last_seq` runs along the batch."""
         device = item.device
         assert device is not None
         state = states.get(device.device_id)
         if state is None:  # registered without a state row (should not happen): refuse, keep
             self._refuse(item, "unknown_device", "device has no state row")
             return
-        digest = hashlib.sha256(item.message.payload).hexdigest() if item.native else None
+        digest = self._digest(item)
         fresh: list[Observation] = []
         for o in item.observations:
             key = (device.site_id, o.event_key)
@@ -592,22 +632,43 @@ class _Batch:
                                  f"seq {seq} is not above the last committed seq {state.last_seq}, "
                                  f"and its time {o.at.isoformat()} is beyond the dedup horizon")
                     return
-                self.done.report.late += 1  # reordered (e.g. a shared subscription), and new
+                self.late.add(key)  # reordered (e.g. a shared subscription), and new
             fresh.append(o)
             taken[key] = digest
             if item.native and seq is not None:
                 state.last_seq = seq if state.last_seq is None else max(state.last_seq, seq)
-                state.dirty = True
-        self._apply(item, device, state, fresh)
+        for o in fresh:
+            self.seen_rows.append((device.site_id, o.event_key, digest))
+        self.candidates.append((item, fresh))
 
-    def _apply(self, item: _Item, device: Device, state: health.DeviceState,
-               fresh: list[Observation]) -> None:
+    async def _settle(self, claimed: set[tuple[str, str]]) -> None:
+        """Apply the candidates whose keys this batch claimed; the keys a concurrent batch
+        claimed first are duplicates, or stale when that batch's bytes differ."""
+        lost = [(s, k) for s, k, _ in self.seen_rows if (s, k) not in claimed]
+        theirs = await dedup.seen(self.conn, lost) if lost else {}
+        for item, fresh in self.candidates:
+            device = item.device
+            assert device is not None
+            digest = self._digest(item)
+            mine: list[Observation] = []
+            for o in fresh:
+                key = (device.site_id, o.event_key)
+                if key in claimed:
+                    mine.append(o)
+                    continue
+                before = theirs.get(key)
+                if digest is not None and before is not None and before != digest:
+                    self._refuse(item, "stale_sequence",
+                                 f"seq {_seq(o)} was already used by a different message")
+                    break
+            else:
+                self._apply(item, device, mine)
+
+    def _apply(self, item: _Item, device: Device, fresh: list[Observation]) -> None:
         report = self.done.report
         if item.status is not None:
-            if item.status == "offline":
-                state.offline(self.now, "status", "status message: offline", self.events)
-            else:
-                state.seen(self.now, "status", self.events)
+            detail = "status message: offline" if item.status == "offline" else None
+            self.liveness.append((device.device_id, "status", detail))
             report.committed += 1
             return
         if not item.observations:
@@ -618,13 +679,33 @@ class _Batch:
             return
         report.committed += 1
         source = "heartbeat" if any(isinstance(o, Heartbeat) for o in fresh) else "message"
-        state.seen(self.now, source, self.events)
+        self.liveness.append((device.device_id, source, None))
         gate = device.kind == "rfid_gate"
         for o in fresh:
-            self.seen_rows.append((device.site_id, o.event_key, self._digest(item)))
+            if (device.site_id, o.event_key) in self.late:
+                report.late += 1
+            seq = _seq(o)
+            if item.native and seq is not None:
+                self.top_seq[device.device_id] = max(self.top_seq.get(device.device_id, seq), seq)
             self._evidence(o, device, gate)
             latest = self.done.latest_at
             self.done.latest_at = o.at if latest is None else max(latest, o.at)
+
+    def _merge(self, states: dict[str, health.DeviceState]) -> None:
+        """Fold the batch into the locked, current device states."""
+        for device_id, seq in self.top_seq.items():
+            state = states.get(device_id)
+            if state is not None and (state.last_seq is None or seq > state.last_seq):
+                state.last_seq = seq
+                state.dirty = True
+        for device_id, source, offline in self.liveness:
+            state = states.get(device_id)
+            if state is None:
+                continue
+            if offline is not None:
+                state.offline(self.now, source, offline, self.events)
+            else:
+                state.seen(self.now, source, self.events)
 
     def _evidence(self, o: Observation, device: Device, gate: bool) -> None:
         site, zone = device.site_id, device.zone_id
@@ -643,7 +724,7 @@ class _Batch:
 
     @staticmethod
     def _digest(item: _Item) -> str | None:
-        return hashlib.sha256(item.message.payload).hexdigest() if item.native else None
+        return item.digest
 
     def _refuse(self, item: _Item, reason: str, detail: str) -> None:
         t, m = item.topic, item.message

@@ -2,11 +2,17 @@
 
 Broker-facing only: this module knows topics, packet ids and sessions, never lots or money.
 
-Threads. paho runs its network loop on its own thread (`loop_start()`), and every callback
-(`on_connect`, `on_message`, ...) runs there. The callbacks below do nothing but turn paho's
-objects into our own frozen values and hand them to the asyncio loop with
-`loop.call_soon_threadsafe` (the pattern aiomqtt uses). Nothing in asyncio is touched from
-paho's thread, and no paho callback ever waits for asyncio.
+Threads. `MqttSubscriber`, the gateway's hot path, runs no paho thread: the asyncio loop
+drives paho through its external-loop API (paho's examples/loop_asyncio.py): `add_reader` on
+the socket calls `loop_read()`, paho's register/unregister-write callbacks map to
+`add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and reconnects with
+backoff. Every callback then runs on the loop's thread: a message becomes a frozen
+`InboundMessage` and goes straight into the queue, with no `call_soon_threadsafe` (a
+self-pipe write and a wake-up per message) and no GIL hand-offs between two busy threads, which
+profiling showed to cost a tenth of the gateway's CPU. `MqttPublisher` (tests, simulators)
+keeps paho's own thread (`loop_start()`); its callbacks only hand over to asyncio with
+`loop.call_soon_threadsafe` (the pattern aiomqtt uses). See docs/mqtt.md, "paho on the event
+loop".
 
 At-least-once, acknowledged after commit. The subscriber runs paho with `manual_ack=True`:
 a QoS 1 PUBLISH stays unacknowledged at the broker until `MqttSubscriber.ack()` is called,
@@ -48,8 +54,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
-import threading
 import time
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +112,9 @@ _paho_log.addFilter(_DropDisconnectedNoise())
 _SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
 _MAX_UINT16 = 0xFFFF
 _MAX_UINT32 = 0xFFFFFFFF
+_MISC_EVERY_S = 1.0  # how often the subscriber runs paho's loop_misc (keepalive), as loop() does
+_READS_PER_WAKEUP = 1000  # packets read per readable event at most, so writes get their turn
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class MqttError(GatewayError):
@@ -386,7 +395,7 @@ async def _stop_client(client: Client) -> None:
 
 
 class MqttSubscriber:
-    """A persistent-session subscriber with manual acknowledgement.
+    """A persistent-session subscriber with manual acknowledgement, driven by the asyncio loop.
 
     Usage::
 
@@ -396,6 +405,11 @@ class MqttSubscriber:
             ...commit...
             sub.ack(msg)
         await sub.stop()
+
+    No paho thread: the event loop that called `start()` drives paho through its external-loop
+    API (module doc, "Threads"), so every callback, `ack()` and the consumer of `messages()`
+    run on that one thread. Reconnects (with backoff between `reconnect_min_s` and
+    `reconnect_max_s`) and keepalive pings are a task of the subscriber's.
 
     Subscriptions are (re)sent on every CONNACK, so they come back after a reconnect even when
     the broker lost the session (a broker restart without persistence, amqtt dropping anonymous
@@ -411,12 +425,15 @@ class MqttSubscriber:
         self._ready: asyncio.Future[None] | None = None
         self._filters: list[tuple[str, int]] = []
         self._stopped = False
-        # Shared with paho's thread, guarded by _lock: which deliveries of the *current*
-        # connection are still unacknowledged. A packet id is only valid on the connection that
-        # delivered it: after a reconnect the broker may reuse it for a different message, so an
-        # ack for a delivery of an earlier connection must not be sent (the broker redelivers
-        # that message on the new connection anyway, if it kept the session).
-        self._lock = threading.Lock()
+        self._network: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()  # set when paho closes the socket: time to reconnect
+        self._delay = config.reconnect_min_s
+        self._received = 0  # PUBLISH packets handed over so far (see _on_readable)
+        # Which deliveries of the *current* connection are still unacknowledged. A packet id is
+        # only valid on the connection that delivered it: after a reconnect the broker may reuse
+        # it for a different message, so an ack for a delivery of an earlier connection must not
+        # be sent (the broker redelivers that message on the new connection anyway, if it kept
+        # the session).
         self._unacked: dict[int, InboundMessage] = {}  # mid -> the delivery it belongs to
         self._connection_count = 0
         self._connected = False
@@ -454,10 +471,12 @@ class MqttSubscriber:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
         _connect_async(client, self.config, persistent=True)
         self._client = client
-        client.loop_start()
+        self._network = asyncio.create_task(self._run_network(client), name="mqtt-network")
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
                 await self._ready
@@ -482,7 +501,7 @@ class MqttSubscriber:
             yield message
 
     def ack(self, message: InboundMessage) -> bool:
-        """Acknowledge a delivery (send its PUBACK). Thread-safe; call after committing.
+        """Acknowledge a delivery (send its PUBACK). Call after committing, on the event loop.
 
         Returns False, sending nothing, when the delivery belongs to an earlier connection or
         was already acknowledged: the broker will redeliver it (if it kept our session), and the
@@ -493,15 +512,13 @@ class MqttSubscriber:
         client = self._client
         if client is None:
             return False
-        with self._lock:
-            if self._unacked.get(message.mid) is not message:
-                log.debug("not acknowledging stale delivery mid=%d on %s", message.mid,
-                          message.topic)
-                return False
-            del self._unacked[message.mid]
-            # Under the lock so that a reconnect (which clears _unacked) cannot slip between the
-            # check and the send. paho only queues the packet here and wakes its own thread.
-            rc = client.ack(message.mid, message.qos)
+        if self._unacked.get(message.mid) is not message:
+            log.debug("not acknowledging stale delivery mid=%d on %s", message.mid, message.topic)
+            return False
+        del self._unacked[message.mid]
+        # paho only queues the PUBACK here and asks for the socket to be watched for writing;
+        # every PUBACK of a batch goes out in one loop_write when the loop next polls.
+        rc = client.ack(message.mid, message.qos)
         return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     async def stop(self) -> None:
@@ -519,42 +536,139 @@ class MqttSubscriber:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
 
-    # -- internals (asyncio side)
+    # -- the network, driven by the event loop
+
+    async def _run_network(self, client: Client) -> None:
+        """Connect, reconnect with backoff after every loss, and run paho's keepalive."""
+        while True:
+            if client.socket() is None and not await self._connect(client):
+                await asyncio.sleep(self._delay)
+                self._delay = min(self._delay * 2, self.config.reconnect_max_s)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), _MISC_EVERY_S)
+            if self._lost.is_set():
+                self._lost.clear()
+                log.info("reconnecting to %s in %.1f s", self.config.redacted_url, self._delay)
+                await asyncio.sleep(self._delay)
+                self._delay = min(self._delay * 2, self.config.reconnect_max_s)
+                continue
+            client.loop_misc()  # PINGREQ when due; closes the socket if PINGRESP is overdue
+
+    async def _connect(self, client: Client) -> bool:
+        """One connection attempt; True once the socket is open and CONNECT queued.
+
+        paho's `reconnect()` opens the TCP (and TLS) connection with blocking calls (DNS, connect
+        with paho's 5 s timeout), so it runs on a worker thread; the loop is not watching the
+        client meanwhile (no socket is registered), and nothing else touches it: `ack()` only
+        sends for deliveries of a live connection, and there is none. The new socket is watched
+        once the thread returns."""
+        self._lost.clear()
+        attempt = asyncio.get_running_loop().run_in_executor(None, client.reconnect)
+        try:
+            await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # stop() during the attempt: the thread cannot be interrupted, so close whatever
+            # socket it opens, or the broker would keep a connection (and our session) alive.
+            attempt.add_done_callback(lambda _: _close_socket_of(client))
+            raise
+        except (OSError, ssl.SSLError) as e:
+            self._last_problem = "TCP connection failed"
+            log.debug("cannot connect to %s: %s", self.config.redacted_url, e)
+            return False
+        sock = client.socket()
+        if sock is None:  # pragma: no cover - reconnect() returned without a socket
+            return False
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock, self._on_readable, client)
+        if client.want_write():  # the CONNECT packet
+            loop.add_writer(sock, client.loop_write)
+        return True
+
+    def _on_readable(self, client: Client) -> None:
+        """The socket has data: read packets until one read hands over no message.
+
+        paho's `loop_read()` reads at most one packet when no QoS 2 flow is open; returning to
+        the selector after each one would cost an epoll round per message. A read that yields
+        no PUBLISH (no complete packet yet, or a SUBACK/PINGRESP) ends the burst; the selector
+        calls again if more is waiting - except for bytes TLS already decrypted into its own
+        buffer (`pending()`), which the socket no longer shows: those are read here first."""
+        for _ in range(_READS_PER_WAKEUP):
+            before = self._received
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._received == before and not _buffered(client.socket()):
+                break
+        else:
+            if _buffered(client.socket()):  # TLS bytes the selector cannot see: read them next
+                asyncio.get_running_loop().call_soon(self._on_readable, client)
+        _ack_segments_now(client.socket())
+
+    def _on_socket_close(self, client: Client, userdata: Any, sock: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop_thread(loop):
+            self._forget_socket(sock.fileno())
+        else:  # reconnect() closing a socket left over, on its worker thread
+            loop.call_soon_threadsafe(self._forget_socket, sock.fileno())
+
+    def _forget_socket(self, fd: int) -> None:
+        loop = self._loop
+        if loop is not None and fd >= 0:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+        self._lost.set()
+
+    def _on_socket_register_write(self, client: Client, userdata: Any, sock: Any) -> None:
+        # During reconnect() (worker thread) the socket is not watched yet: _connect registers
+        # the writer itself when the thread returns with the CONNECT still queued.
+        loop = self._loop
+        if loop is not None and _on_loop_thread(loop):
+            loop.add_writer(sock, client.loop_write)
+
+    def _on_socket_unregister_write(self, client: Client, userdata: Any, sock: Any) -> None:
+        loop = self._loop
+        if loop is not None and _on_loop_thread(loop):
+            loop.remove_writer(sock)
 
     async def _abort(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            await _stop_client(client)
-        with self._lock:
-            self._unacked.clear()
-
-    def _hand_over(self, callback: Any, *args: Any) -> None:
-        """From paho's thread: schedule `callback(*args)` on the asyncio loop."""
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            loop.call_soon_threadsafe(callback, *args)
+        network, self._network = self._network, None
+        if network is not None:
+            network.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await network
+        if client is not None and client.socket() is not None:
+            client.disconnect()  # queues DISCONNECT; loop_write sends it, then closes the socket
+            client.loop_write()
+            sock = client.socket()
+            if sock is not None:  # the DISCONNECT could not be written: drop the connection
+                self._on_socket_close(client, None, sock)
+                sock.close()
+        self._unacked.clear()
+        self._connected = False
 
     def _settle_ready(self, error: BaseException | None) -> None:
         if self._ready is not None:
             _resolve(self._ready, error)
 
-    # -- paho callbacks (paho's thread: no asyncio here except via _hand_over)
+    # -- paho callbacks (on the event loop's thread, from loop_read/loop_write/loop_misc)
 
     def _on_connect(self, client: Client, userdata: Any, flags: ConnectFlags,
                     reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("broker %s refused %r: %s", self.config.redacted_url,
                         self.config.client_id, reason_code)
-            self._hand_over(self._settle_ready, MqttConnectError(
+            self._settle_ready(MqttConnectError(
                 f"broker refused the connection: {reason_code}",
                 url=self.config.redacted_url, client_id=self.config.client_id))
             return
-        with self._lock:
-            self._unacked.clear()
-            self._connection_count += 1
-            self._connected = True
+        self._unacked.clear()
+        self._connection_count += 1
+        self._connected = True
+        self._delay = self.config.reconnect_min_s
         log.info("connected to %s as %r (session present: %s)", self.config.redacted_url,
                  self.config.client_id, flags.session_present)
         # Always resubscribe, even with session_present: cheap, idempotent, and the only way to
@@ -573,7 +687,7 @@ class MqttSubscriber:
             log.error("broker refused subscriptions: %s", refused)
             error = MqttSubscribeError(f"broker refused topic filters: {refused}",
                                        refused=refused)
-        self._hand_over(self._settle_ready, error)
+        self._settle_ready(error)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
         inbound = InboundMessage(
@@ -581,24 +695,55 @@ class MqttSubscriber:
             qos=message.qos, retain=bool(message.retain), dup=bool(message.dup),
             received_at_monotonic=time.monotonic())
         if inbound.qos > 0:
-            with self._lock:
-                self._unacked[inbound.mid] = inbound
-        self._hand_over(self._queue.put_nowait, inbound)
-
-    def _on_connect_fail(self, client: Client, userdata: Any) -> None:
-        self._last_problem = "TCP connection failed"
+            self._unacked[inbound.mid] = inbound
+        self._received += 1
+        self._queue.put_nowait(inbound)
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:
-        with self._lock:
-            self._unacked.clear()
-            self._connected = False
+        self._unacked.clear()
+        self._connected = False
         # A broker that only speaks 3.1.1 (amqtt) answers an MQTT 5 CONNECT by closing the
         # connection, which paho reports here as a "Normal disconnection", not as a refusal.
         self._last_problem = f"disconnected: {reason_code}"
         if not self._stopped:
-            log.warning("disconnected from %s (%s); paho reconnects within %s s",
+            log.warning("disconnected from %s (%s); reconnecting within %s s",
                         self.config.redacted_url, reason_code, self.config.reconnect_max_s)
+
+
+def _buffered(sock: Any) -> int:
+    """Bytes a TLS socket decrypted and holds itself (0 for plain TCP)."""
+    pending = getattr(sock, "pending", None)
+    return int(pending()) if pending is not None else 0
+
+
+def _close_socket_of(client: Client) -> None:
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _ack_segments_now(sock: Any) -> None:
+    """Have the kernel acknowledge the TCP segments just read at once (Linux TCP_QUICKACK,
+    which the kernel clears again by itself, hence once per read burst).
+
+    Mosquitto leaves Nagle's algorithm on unless `set_tcp_nodelay true` is configured: it holds
+    its next small PUBLISH until the previous segment is acknowledged. We send nothing between
+    our commits (PUBACKs go out after them), so without this the kernel's delayed ACK (up to
+    40 ms) paces the broker's deliveries, and every message waits for it on top of the batch
+    window. Measured by `pledge bench ingest` (c), see docs/mqtt.md."""
+    if sock is None or _TCP_QUICKACK is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no running loop in this thread: paho's reconnect() on a worker
+        return False
 
 
 # --------------------------------------------------------------------------- publisher

@@ -10,6 +10,7 @@ broker authenticated (see docs/device-protocol.md); payloads are checked against
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
@@ -48,8 +49,12 @@ class Topic:
         return f"{PREFIX}/{self.site}/{self.device}/{self.channel}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_topic(topic: str) -> Topic:
-    """Parse `pledge/v1/{site}/{device}/{events|status}`; raise `BadTopic` otherwise."""
+    """Parse `pledge/v1/{site}/{device}/{events|status}`; raise `BadTopic` otherwise.
+
+    Cached: a gateway sees the same few thousand topics over and over (a `Topic` is frozen, so
+    sharing one is safe; a refusal raises and is never cached)."""
     parts = topic.split("/")
     if len(parts) != 5 or "/".join(parts[:2]) != PREFIX:
         raise BadTopic(f"not a {PREFIX}/{{site}}/{{device}}/{{channel}} topic", topic=topic)

@@ -112,9 +112,18 @@ def load_json_stream(raw: bytes) -> list[Any]:
     return list(_iter_values(text))
 
 
+def _needs_tree_check(text: str) -> bool:
+    """Whether `_check_tree` can find anything in the values parsed from `text`. A lone
+    surrogate can only come from a `\\u` escape (UTF-8 decoding already refused encoded
+    ones), and nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets. Two C-speed
+    scans instead of a walk of every value: most payloads skip the walk."""
+    return "\\u" in text or text.count("{") + text.count("[") > MAX_DEPTH
+
+
 def _iter_values(text: str) -> Iterator[Any]:
     index, end = 0, len(text)
     found = False
+    check = _needs_tree_check(text)
     while True:
         while index < end and text[index] in " \t\r\n":
             index += 1
@@ -124,7 +133,8 @@ def _iter_values(text: str) -> Iterator[Any]:
             value, index = _DECODER.raw_decode(text, index)
         except (ValueError, RecursionError) as e:
             raise MalformedJson(f"not JSON: {e}") from e
-        _check_tree(value)
+        if check:
+            _check_tree(value)
         found = True
         yield value
     if not found:
@@ -301,11 +311,12 @@ def parse_timestamp(value: Any, path: str, *, default_offset: timezone | None = 
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     if offset is None and default_offset is None:
         raise BadTimestamp(f"{path} has no UTC offset: {text!r}", field=path)
-    tz = parse_offset(offset, path) if offset is not None else default_offset
+    utc = offset in ("Z", "z")  # the common case: no offset to parse, no conversion
+    tz = UTC if utc else parse_offset(offset, path) if offset is not None else default_offset
     micros = int((fraction or "0")[:6].ljust(6, "0"))
     try:
         local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz)
-        return local.astimezone(UTC)
+        return local if utc else local.astimezone(UTC)
     except (ValueError, OverflowError) as e:
         raise BadTimestamp(f"{path} is not a valid time: {text!r} ({e})", field=path) from e
 

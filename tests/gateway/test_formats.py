@@ -290,3 +290,20 @@ def test_the_decoding_layer_never_reads_the_clock() -> None:
     clock = re.compile(r"\b(datetime\.now|datetime\.utcnow|date\.today|time\.time|time\.monotonic|open)\(")
     offenders = [str(p) for p in sources if clock.search(p.read_text())]
     assert offenders == []
+
+
+def test_json_nesting_is_refused_one_level_past_the_limit_and_lone_surrogates_anywhere() -> None:
+    """The walk of parsed values is skipped when the text cannot fail it; the limits hold."""
+    from gateway.formats import _fields
+
+    depth = _fields.MAX_DEPTH
+    nested: Any = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    assert _fields.load_json(b"[" * depth + b"]" * depth) == nested
+    with pytest.raises(DecodeError) as caught:
+        _fields.load_json(b"[" * (depth + 1) + b"]" * (depth + 1))
+    assert caught.value.reason == "malformed_json"
+    with pytest.raises(DecodeError):
+        _fields.load_json(b'{"a": [{"b": "x\\udc00"}]}')
+    assert _fields.load_json(b'{"a": "\\u00e9"}') == {"a": "\u00e9"}

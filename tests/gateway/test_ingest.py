@@ -5,14 +5,15 @@ Every test runs on SQLite and PostgreSQL (the `store` fixture); time is a FakeCl
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from gateway.ingest import Ingest
+from gateway.ingest import Ingest, _Batch
 from gateway.tables import (
     camera_count,
     dead_letter,
@@ -282,6 +283,45 @@ async def test_a_poison_message_is_dead_lettered_alone(pg_store: Any, clock: Any
     assert await count(world, tag_read) == 2
     [letter] = await rows(world, dead_letter)
     assert letter.reason == "ledger_rejected" and letter.device_id == "cam-1"
+
+
+async def test_two_gateways_holding_the_same_events_at_once_commit_them_once(
+        pg_store: Any, clock: Any) -> None:
+    """A shared subscription deals a redelivery to the other gateway while the first one's batch
+    is still open: the second batch waits for the first's keys (no row lock held meanwhile),
+    then finds them committed - duplicates, or stale where the same seq carries other bytes."""
+    world = await make_world(pg_store, clock)
+    first, second = world.ingest(), world.ingest()
+    await first.start()
+    await second.start()
+    zone = world.native("zone-1")
+    now = world.clock()
+    reads = [zone.read(epc(n), now) for n in (1, 2, 3)]
+    reused = zone.event("rfid.read", {"epc": epc(9), "antenna": 2, "rssi_dbm": -50}, now, seq=3)
+    items = [await first._prepare(message(t, p, i), now) for i, (t, p) in enumerate(reads, 1)]
+    async with world.ledger.transaction() as tx:  # the first gateway's batch, not committed yet
+        await _Batch(tx.conn, tx.dialect, now, first.horizon).write(items)
+        late = asyncio.create_task(run(second, reads[0], reads[1], reused))
+        await _until_a_backend_waits_for_a_lock(pg_store)
+        assert not late.done()
+    report = await late
+    assert (report.committed, report.duplicates) == (0, 2)
+    assert report.dead_letters == {"stale_sequence": 1}
+    assert await count(world, tag_read) == 3
+    assert await count(world, seen_event) == 3
+    [state] = await rows(world, device_state, device_state.c.device_id == "zone-1")
+    assert state.last_seq == 3
+
+
+async def _until_a_backend_waits_for_a_lock(store: Any) -> None:
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock' AND query ILIKE '%seen_event%'")
+    for _ in range(1000):
+        async with store.engine.connect() as conn:
+            if (await conn.execute(query)).scalar_one():
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second batch never waited for the first one's keys")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -186,6 +186,39 @@ def test_bad_signature(mutate: Any) -> None:
     assert reason(json.dumps(mutate(sign(envelope(), SECRET))).encode()) == "bad_signature"
 
 
+def test_a_canonical_message_verifies_over_its_own_bytes() -> None:
+    """The fast path: what encode_event writes is checked without re-encoding the payload."""
+    raw = encode_event("gate-01", 42, TS, "rfid.read", READ, SECRET)
+    assert native._signed_payload(raw, GATE) == {k: v for k, v in json.loads(raw, parse_float=Decimal).items()
+                                                 if k != "sig"}
+    pretty = json.dumps(json.loads(raw), indent=1).encode()
+    assert native._signed_payload(pretty, GATE) is None  # not canonical: the general path
+    assert native.decode(pretty, GATE, NOW) == native.decode(raw, GATE, NOW)
+
+
+@pytest.mark.parametrize("position", range(1, 40))
+def test_a_moved_signature_never_yields_content_the_device_did_not_sign(position: int) -> None:
+    """Cut the sig member out of a canonical message and splice it in elsewhere: either the
+    message is refused, or what comes out is exactly what the device signed."""
+    raw = encode_event("gate-01", 42, TS, "rfid.read", READ, SECRET)
+    [genuine] = native.decode(raw, GATE, NOW)
+    start = raw.index(b',"sig":"')
+    member = raw[start : start + 8 + 64 + 1]
+    rest = raw[:start] + raw[start + len(member) :]
+    spliced = rest[:position] + member + rest[position:]
+    try:
+        decoded = native.decode(spliced, GATE, NOW)
+    except DecodeError:
+        return
+    assert decoded == [genuine]
+
+
+def test_a_canonical_message_with_one_byte_changed_is_refused() -> None:
+    raw = encode_event("gate-01", 42, TS, "rfid.read", READ, SECRET)
+    assert reason(raw.replace(b'"antenna":1', b'"antenna":2')) == "bad_signature"
+    assert reason(raw.replace(b'"seq":42', b'"seq":43')) == "bad_signature"
+
+
 def test_another_devices_secret_does_not_verify() -> None:
     assert reason(signed(envelope(), secret=b"someone else")) == "bad_signature"
 
