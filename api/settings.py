@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     batch_max: int = 500
-    batch_max_wait_s: float = 0.05
+    batch_max_wait_s: float = 0.02
     debounce_s: float = 2.0
     max_clock_skew_s: float = 300.0
     # Gateway (gateway/app.py, docs/gateway.md).

@@ -56,7 +56,7 @@ class GatewayOptions:
     share_group: str | None = None
     sites: tuple[str, ...] = ()  # only these sites' topics (a gateway per site); () = every site
     batch_max: int = 500
-    batch_max_wait_s: float = 0.05
+    batch_max_wait_s: float = 0.02
     tick_s: float = 0.25
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
@@ -84,7 +84,7 @@ class Gateway:
         *,
         filters: list[str],
         batch_max: int = 500,
-        batch_max_wait_s: float = 0.05,
+        batch_max_wait_s: float = 0.02,
         tick_s: float = 0.25,
     ) -> None:
         if batch_max < 1 or batch_max_wait_s < 0 or tick_s <= 0:
