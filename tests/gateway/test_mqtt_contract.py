@@ -382,6 +382,28 @@ async def test_start_fails_with_a_typed_error_when_nobody_listens() -> None:
     assert "TCP connection failed" in str(caught.value)
 
 
+async def test_a_broker_that_never_answers_times_out_and_our_socket_is_closed() -> None:
+    """TCP connects (the kernel accepts into the backlog) but no CONNACK ever comes: start()
+    gives up after connect_timeout_s with a typed error and closes its socket, so a broker that
+    wakes up later does not keep a half-open session of ours."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        sub = MqttSubscriber(MqttConfig(url=f"mqtt://127.0.0.1:{port}", client_id="silent",
+                                        connect_timeout_s=0.5, reconnect_min_s=0.1))
+        with pytest.raises(MqttConnectError) as caught:
+            await sub.start(["a/#"])
+        assert caught.value.client_id == "silent"
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            received = b""
+            while chunk := conn.recv(4096):  # the CONNECT packet, then end of stream
+                received += chunk
+        assert received[:1] == b"\x10"  # CONNECT was sent; the recv loop ended: socket closed
+
+
 async def test_publishing_to_a_wildcard_is_a_typed_error(target: Target) -> None:
     pub = await target.publisher()
     with pytest.raises(MqttPublishError) as caught:
