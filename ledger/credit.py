@@ -172,7 +172,7 @@ class CreditService:
         now = self.clock()
         f = await self.ledger.facility(facility_id)
         key = None if request is None else request.key
-        async with self.ledger.store.money_transaction() as tx:
+        async with self.ledger.money_transaction() as tx:
             opened = await tx.open(facility_id, now - timedelta(days=f.max_age_days), key, now)
             if opened.replay is not None:
                 return Answer(opened.replay, replayed=True)
