@@ -48,7 +48,12 @@ async def draw(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Borrow `amount` now, within the availability at this instant."""
+    """Borrow `amount` now, within the availability at this instant.
+
+    Send an `Idempotency-Key` header (400 without one). The same key with the same request
+    replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
+    another request it is 422; while the first request with the key is still running, 409.
+    """
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.draw_keyed(call.facility_id, body.amount, keyed)
@@ -63,7 +68,12 @@ async def repay(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Repay `amount`: accrued interest first, then fees, then principal."""
+    """Repay `amount`: accrued interest first, then fees, then principal.
+
+    Send an `Idempotency-Key` header (400 without one). The same key with the same request
+    replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
+    another request it is 422; while the first request with the key is still running, 409.
+    """
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.repay_keyed(call.facility_id, body.amount, keyed)

@@ -23,7 +23,12 @@ async def release(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first."""
+    """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first.
+
+    Send an `Idempotency-Key` header (400 without one). The same key with the same request
+    replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
+    another request it is 422; while the first request with the key is still running, 409.
+    """
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.release_keyed(
