@@ -134,9 +134,9 @@ class PgMoneyTx(MoneyTx):
         lock = 0 if request is None else advisory_key(request)
         key = None if request is None else request.key
         fingerprint = None if request is None else request.fingerprint
-        pledged = str(LotStatus.PLEDGED)
+        status = str(LotStatus.PLEDGED)
         row = await self.conn.fetchrow(
-            _OPEN, facility_id, aged_before, pledged, scope, lock, key, fingerprint, now
+            _OPEN, facility_id, aged_before, status, scope, lock, key, fingerprint, now
         )
         assert row is not None
         if not row["got"]:
@@ -151,7 +151,7 @@ class PgMoneyTx(MoneyTx):
         st = {k: row[k] for k in _STATE_COLUMNS}
         r = row
         if row["locked_xmin"] != row["seen_xmin"]:  # someone wrote while we waited: read again
-            r = await self.conn.fetchrow(_READ, facility_id, aged_before, pledged)
+            r = await self.conn.fetchrow(_READ, facility_id, aged_before, status)
             assert r is not None
         positions = [
             PositionRow(facility_id, *cols)
