@@ -45,7 +45,6 @@ PLAN = RatePlan(D("0.03"), D("0.01"), {"B": D("0.02")}, D("0.013"))
 class Load:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
-    bodies: list[bytes] = field(default_factory=list)
 
     def rate(self, seconds: float) -> float:
         return len(self.latencies) / seconds

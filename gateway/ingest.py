@@ -229,10 +229,6 @@ class Ingest:
         self._contexts = {d.device_id: d.context() for d in self._devices.values()}
         self._loaded_at = time.monotonic()
 
-    @property
-    def open_passes(self) -> int:
-        return sum(len(p) for p in self._portals.values())
-
     # ------------------------------------------------------------------ batches
 
     async def process(self, messages: Sequence[InboundMessage]) -> BatchReport:

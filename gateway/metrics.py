@@ -18,8 +18,6 @@ Never the process-global default registry: tests build one per gateway and read 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.errors import REASONS
@@ -66,10 +64,6 @@ class GatewayMetrics:
                                     registry=registry)
         for reason in sorted(REASONS | INGEST_REASONS):
             self.dead_letters.labels(reason)  # every reason exported at 0 from the start
-
-    def dead_lettered(self, reasons: Iterable[str]) -> None:
-        for reason in reasons:
-            self.dead_letters.labels(reason).inc()
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0.0 when absent): for tests and the bench."""

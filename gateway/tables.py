@@ -20,6 +20,8 @@ does not grow with history (see gateway/dedup.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -159,50 +161,46 @@ passage = Table(
     Index("ix_passage_site_epc", "site_id", "epc"),
 )
 
-weight_observation = Table(
+def _observation(name: str, index: str, *own: Column[Any]) -> Table:
+    """A table of one kind of zone observation: which site, zone and device, when, under which
+    event key, then its own columns; indexed by (site, zone, time) for reconciliation."""
+    return Table(
+        name,
+        metadata,
+        Column("obs_id", RowId, primary_key=True, autoincrement=True),
+        Column("site_id", String(ID), nullable=False),
+        Column("zone_id", String(ID), nullable=True),
+        Column("device_id", String(ID), nullable=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("event_key", String(KEY), nullable=False),
+        *own,
+        Index(index, "site_id", "zone_id", "at"),
+    )
+
+
+weight_observation = _observation(
     "weight_observation",
-    metadata,
-    Column("obs_id", RowId, primary_key=True, autoincrement=True),
-    Column("site_id", String(ID), nullable=False),
-    Column("zone_id", String(ID), nullable=True),
-    Column("device_id", String(ID), nullable=False),
-    Column("at", UtcDateTime(), nullable=False),
-    Column("event_key", String(KEY), nullable=False),
+    "ix_weight_site_zone_at",
     Column("mass_kg", DecimalType(), nullable=False),
     Column("stable", Boolean, nullable=False),
-    Index("ix_weight_site_zone_at", "site_id", "zone_id", "at"),
 )
 
-camera_count = Table(
+camera_count = _observation(
     "camera_count",
-    metadata,
-    Column("obs_id", RowId, primary_key=True, autoincrement=True),
-    Column("site_id", String(ID), nullable=False),
-    Column("zone_id", String(ID), nullable=True),
-    Column("device_id", String(ID), nullable=False),
-    Column("at", UtcDateTime(), nullable=False),
-    Column("event_key", String(KEY), nullable=False),
+    "ix_camera_site_zone_at",
     Column("label", String(256), nullable=False),
     Column("count", Integer, nullable=False),
     Column("confidence", DecimalType(), nullable=True),
     Column("epcs", JSON, nullable=False),
-    Index("ix_camera_site_zone_at", "site_id", "zone_id", "at"),
 )
 
-quantity_observation = Table(
+quantity_observation = _observation(
     "quantity_observation",
-    metadata,
-    Column("obs_id", RowId, primary_key=True, autoincrement=True),
-    Column("site_id", String(ID), nullable=False),
-    Column("zone_id", String(ID), nullable=True),
-    Column("device_id", String(ID), nullable=False),
-    Column("at", UtcDateTime(), nullable=False),
-    Column("event_key", String(KEY), nullable=False),
+    "ix_quantity_site_zone_at",
     Column("epc_class", String(256), nullable=False),
     Column("quantity", DecimalType(), nullable=False),
     Column("uom", String(16), nullable=True),
     Column("direction", String(3), nullable=True),
-    Index("ix_quantity_site_zone_at", "site_id", "zone_id", "at"),
 )
 
 dead_letter = Table(

@@ -479,11 +479,6 @@ class CreditService:
         stored = (await tx.balances([f.facility_id]))[f.facility_id]
         return Balances(f.currency, f.facility_id, stored) if stored else Balances(f.currency, f.facility_id)
 
-    async def _assess_in(self, tx: Any, f: Facility, st: dict[str, Any]) -> CreditAssessment:
-        bb = (await self.ledger.bases_in(tx, [f.facility_id]))[f.facility_id]
-        owed = (await self._balances(tx, f)).total_owed
-        return _assess(f, owed, bb.borrowing_base, bb.market_value)
-
     async def _reassess(self, tx: Any, bases: dict[str, BorrowingBase], trigger: str, now: datetime) -> None:
         """Re-check lines for facilities whose BB (or outstanding) may have moved; record events."""
         states = await tx.credit_states(bases)

@@ -188,11 +188,6 @@ class CreditSqlMixin:
         )
         return [dict(r._mapping) for r in rows]
 
-    async def latest_credit_event_id(self) -> int:
-        from sqlalchemy import func
-
-        return int((await self.conn.execute(select(func.max(t.credit_event.c.event_id)))).scalar() or 0)
-
     async def insert_release(self, values: dict[str, Any]) -> None:
         await self.conn.execute(t.release.insert().values(values))
 

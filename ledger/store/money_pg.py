@@ -145,7 +145,10 @@ class PgMoneyTx(MoneyTx):
             stored = await self.conn.fetchrow(_STORED, request.scope, request.key)
             if stored is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
                 raise RequestKeyInFlight()
-            return Opened(stored_outcome(request, _Stored(stored)), None)
+            found = stored_outcome(
+                request, stored["request_hash"], stored["state"], stored["status_code"], stored["body"]
+            )
+            return Opened(found, None)
         if row["facility_id"] is None:
             return Opened(None, None)
         st = {k: row[k] for k in _STATE_COLUMNS}
@@ -266,18 +269,6 @@ async def pg_money_transaction(engine: AsyncEngine) -> AsyncIterator[PgMoneyTx]:
         except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError):
             await sa_conn.invalidate()
             raise
-
-
-class _Stored:
-    """Attribute access over an asyncpg record, as `stored_outcome` reads SQLAlchemy rows."""
-
-    def __init__(self, r: asyncpg.Record) -> None:
-        self.request_hash, self.state, self.status_code, self.body = (
-            r["request_hash"],
-            r["state"],
-            r["status_code"],
-            r["body"],
-        )
 
 
 __all__ = ["PgMoneyTx", "pg_money_transaction"]

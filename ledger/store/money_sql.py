@@ -40,13 +40,15 @@ def advisory_key(request: RequestKey) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def stored_outcome(request: RequestKey, row: Any) -> StoredResponse:
+def stored_outcome(
+    request: RequestKey, request_hash: str, state: str, status_code: int | None, body: str | None
+) -> StoredResponse:
     """The answer of a key found already used: its stored response, or why there is none."""
-    if row.request_hash != request.fingerprint:
+    if request_hash != request.fingerprint:
         raise RequestKeyReused()
-    if row.state != "done":  # a claim committed by an older release of the API: still held
-        raise RequestKeyInFlight()
-    return StoredResponse(row.status_code, json.loads(row.body))
+    if state != "done" or body is None or status_code is None:  # committed by an older release
+        raise RequestKeyInFlight()  # of the API, which claimed keys on their own: still held
+    return StoredResponse(status_code, json.loads(body))
 
 
 async def claim_request(tx: Any, request: RequestKey, now: datetime) -> StoredResponse | None:
@@ -77,7 +79,7 @@ async def claim_request(tx: Any, request: RequestKey, now: datetime) -> StoredRe
     ).first()
     if row is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
         raise RequestKeyInFlight()
-    return stored_outcome(request, row)
+    return stored_outcome(request, row.request_hash, row.state, row.status_code, row.body)
 
 
 async def store_response(tx: Any, request: RequestKey, response: StoredResponse) -> None:

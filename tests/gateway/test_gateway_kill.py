@@ -82,6 +82,10 @@ class Rig:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
+    def kill_if_running(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
     async def count(self, table: Any, *where: Any) -> int:
         async with self.world.ledger.transaction() as tx:
             q = select(func.count()).select_from(table).where(*where)
@@ -120,8 +124,7 @@ async def rig(mqtt_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     try:
         yield r
     finally:
-        if r.process is not None and r.process.poll() is None:
-            r.kill()
+        r.kill_if_running()
         await store.close()
         await drop_pg_schema(schema)
         await discard_session(MqttConfig(mqtt_url, client_id))
@@ -226,8 +229,7 @@ async def sqlite_rig(tmp_path: Path) -> AsyncIterator[Rig]:
     try:
         yield r
     finally:
-        if r.process is not None and r.process.poll() is None:
-            r.kill()
+        r.kill_if_running()
         await store.close()
 
 
