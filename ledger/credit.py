@@ -45,6 +45,7 @@ from ledger.core.posting import (
 from ledger.core.pricing import RateBreakdown, RatePlan, facility_rate
 from ledger.core.reference import Facility
 from ledger.core.statement import Statement, statement
+from ledger.money_desk import Decision, MoneyDesk
 from ledger.service import Clock, LedgerService, bases_from
 from ledger.store.port import MONEY_STATE_COLUMNS, MoneyState, MoneyWrites, RequestKey, StoredResponse
 
@@ -95,10 +96,21 @@ class ReleaseResult:
 
 
 class CreditService:
-    def __init__(self, ledger: LedgerService, clock: Clock, rate_plan: RatePlan) -> None:
+    def __init__(
+        self,
+        ledger: LedgerService,
+        clock: Clock,
+        rate_plan: RatePlan,
+        *,
+        max_batches: int = 4,
+        max_orders: int = 64,
+    ) -> None:
+        """`max_batches` money batches run at once, of up to `max_orders` requests each
+        (ledger/money_desk.py)."""
         self.ledger = ledger
         self.clock = clock
         self.rate_plan = rate_plan
+        self.desk = MoneyDesk(ledger.store, clock, max_batches=max_batches, max_orders=max_orders)
         ledger.subscribe(self._reassess)
 
     # --- facilities ------------------------------------------------------------------------------
@@ -163,32 +175,15 @@ class CreditService:
     async def _money(
         self, facility_id: str, request: KeyedRequest | None, operation: _Operation
     ) -> MoneyResult | Answer:
-        """One drawdown or repayment in one money transaction (`MoneyTx`).
+        """One drawdown or repayment, through the money desk (group commit, ledger/money_desk.py).
 
-        Claim the key and lock and read the facility's state; decide in memory (accrue interest
-        to today, apply the rules of the pure core, settle the lines); then book everything at
-        once. A refusal writes nothing but the stored answer of a keyed request.
+        The desk claims the key and locks and reads the facility's state; `_MoneyOrder.decide`
+        decides in memory (accrue interest to now, apply the rules of the pure core, settle the
+        lines); the desk books it with the rest of its batch. A refusal writes nothing but the
+        stored answer of a keyed request.
         """
-        now = self.clock()
         f = await self.ledger.facility(facility_id)
-        key = None if request is None else request.key
-        async with self.ledger.money_transaction() as tx:
-            opened = await tx.open(facility_id, now - timedelta(days=f.max_age_days), key, now)
-            if opened.replay is not None:
-                return Answer(opened.replay, replayed=True)
-            try:
-                if opened.money is None:
-                    raise UnknownFacility(facility_id)
-                result, writes = self._decide(f, opened.money, operation, now)
-            except LedgerError as e:
-                if request is None:
-                    raise
-                refusal = request.refuse(e)
-                await tx.respond(request.key, refusal)
-                return Answer(refusal, replayed=False)
-            response = None if request is None else request.answer(result)
-            await tx.book(writes, key, response)
-        return result if response is None else Answer(response, replayed=False)
+        return cast(MoneyResult | Answer, await self.desk.run(_MoneyOrder(self, f, request, operation)))
 
     def _decide(
         self, f: Facility, money: MoneyState, operation: _Operation, now: datetime
@@ -578,6 +573,46 @@ class Answer:
 
     response: StoredResponse
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _MoneyOrder:
+    """A drawdown or repayment as the money desk runs it (`MoneyOrder`)."""
+
+    credit: CreditService
+    facility: Facility
+    request: KeyedRequest | None
+    operation: _Operation
+
+    @property
+    def facility_id(self) -> str:
+        return self.facility.facility_id
+
+    @property
+    def key(self) -> RequestKey | None:
+        return None if self.request is None else self.request.key
+
+    def aged_before(self, now: datetime) -> datetime:
+        return now - timedelta(days=self.facility.max_age_days)
+
+    def decide(self, money: MoneyState | None, now: datetime) -> Decision:
+        request = self.request
+        try:
+            if money is None:
+                raise UnknownFacility(self.facility_id)
+            result, writes = self.credit._decide(self.facility, money, self.operation, now)
+        except LedgerError as e:
+            if request is None:
+                return Decision(None, error=e)
+            refusal = request.refuse(e)
+            return Decision(Answer(refusal, replayed=False), answer=refusal)
+        if request is None:
+            return Decision(result, writes)
+        response = request.answer(result)
+        return Decision(Answer(response, replayed=False), writes, response)
+
+    def replay(self, stored: StoredResponse) -> Answer:
+        return Answer(stored, replayed=True)
 
 
 # An operation decides its posting from the locked state: (posting id, facility, credit state,

@@ -1,12 +1,13 @@
-"""The money desk on PostgreSQL: a drawdown or repayment in four round trips.
+"""The money desk on PostgreSQL: a batch of drawdowns and repayments in four round trips.
 
-BEGIN; one statement that claims the Idempotency-Key (advisory lock + insert), locks the
-facility's credit state and reads its balances, positions and aged lots (read again, a fifth
-round trip, only when another transaction changed them while we waited for the lock); one that
-writes postings, lines, balances, credit state, events and the stored answer (data-modifying
-CTEs over unnest'ed arrays); COMMIT. Through SQLAlchemy, statement by statement
-(`SqlMoneyTx`), the same work took about fourteen round trips; each costs a send and a receive
-and a wake-up of the event loop, which is what limited the API's money rate (docs/scaling.md).
+BEGIN; one statement that claims every Idempotency-Key of the batch (advisory locks + inserts),
+locks the batch's facilities' credit state in facility order and reads their balances, positions
+and aged lots (read again, a fifth round trip, only for facilities another transaction changed
+while we waited for their lock); one statement that writes all the postings, lines, balances,
+credit states, events and stored answers (data-modifying CTEs over unnest'ed arrays); COMMIT.
+A request alone is a batch of one: the same four round trips. Through SQLAlchemy, statement by
+statement (`SqlMoneyTx`), one request took about fourteen; each costs a send, a receive and a
+wake-up of the event loop, which is what limited the API's money rate (docs/scaling.md).
 
 Runs on the asyncpg connection under the engine's own pool (no second pool); the rules are those
 of ledger/store/money_sql.py, and tests/ledger/test_money_desk.py holds both to one contract.
@@ -15,9 +16,10 @@ of ledger/store/money_sql.py, and tests/ledger/test_money_desk.py holds both to 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,233 +29,296 @@ from ledger.core.lot import Lot, LotStatus
 from ledger.store.money_sql import advisory_key, stored_outcome
 from ledger.store.port import (
     MONEY_STATE_COLUMNS,
+    MoneyAsk,
+    MoneyBatchTx,
     MoneyState,
-    MoneyTx,
     MoneyWrites,
     Opened,
     PositionRow,
     RequestKey,
     RequestKeyInFlight,
+    RequestKeyReused,
     StoredResponse,
 )
 from ledger.store.tables import credit_state
 
 # Plain columns and arrays of built-in types only: a row or composite type would make asyncpg
 # introspect it on each new connection, a query that PostgreSQL's JIT can take a second over.
-_SNAPSHOT = """
-(SELECT array_agg(account) AS b_account, array_agg(balance) AS b_balance
- FROM account_balance WHERE facility_id = $1) b,
-(SELECT array_agg(sku_id) AS p_sku, array_agg(pledged_qty) AS p_pledged,
-        array_agg(eligible_qty) AS p_eligible, array_agg(price) AS p_price,
-        array_agg(price_at) AS p_price_at, array_agg(haircut) AS p_haircut
- FROM "position" WHERE facility_id = $1) p,
-(SELECT array_agg(lot_id) AS l_id, array_agg(epc) AS l_epc, array_agg(sku_id) AS l_sku,
-        array_agg(quantity) AS l_quantity, array_agg(site_id) AS l_site,
-        array_agg(zone_id) AS l_zone, array_agg(pledged) AS l_pledged,
-        array_agg(verified) AS l_verified, array_agg(received_at) AS l_received
- FROM lot WHERE facility_id = $1 AND status = $3 AND received_at < $2) l
+# `f` is the batch's facilities (fid, aged-lot cutoff, first ask); these read their state.
+_READS = """
+r AS (
+    SELECT f.fid, b.*, p.*, l.* FROM f
+    CROSS JOIN LATERAL (
+        SELECT array_agg(account) AS b_account, array_agg(balance) AS b_balance
+        FROM account_balance WHERE facility_id = f.fid) b
+    CROSS JOIN LATERAL (
+        SELECT array_agg(sku_id) AS p_sku, array_agg(pledged_qty) AS p_pledged,
+               array_agg(eligible_qty) AS p_eligible, array_agg(price) AS p_price,
+               array_agg(price_at) AS p_price_at, array_agg(haircut) AS p_haircut
+        FROM "position" WHERE facility_id = f.fid) p
+    CROSS JOIN LATERAL (
+        SELECT array_agg(lot_id) AS l_id, array_agg(epc) AS l_epc, array_agg(sku_id) AS l_sku,
+               array_agg(quantity) AS l_quantity, array_agg(site_id) AS l_site,
+               array_agg(zone_id) AS l_zone, array_agg(pledged) AS l_pledged,
+               array_agg(verified) AS l_verified, array_agg(received_at) AS l_received
+        FROM lot WHERE facility_id = f.fid AND status = $8 AND received_at < f.aged) l
+)
 """
+_READ_COLUMNS = (
+    "r.b_account, r.b_balance, r.p_sku, r.p_pledged, r.p_eligible, r.p_price, r.p_price_at, "
+    "r.p_haircut, r.l_id, r.l_epc, r.l_sku, r.l_quantity, r.l_site, r.l_zone, r.l_pledged, "
+    "r.l_verified, r.l_received"
+)
 
-# Claim the key, lock the facility's credit_state and read what the operation needs, in one
-# statement. In READ COMMITTED that statement reads from the snapshot taken when it started;
-# only the locked row itself is re-read after a wait for the lock. So if another transaction
-# booked money while we waited, the balances read would be stale (the race test catches that).
-# Every writer of balances also writes credit_state in the same transaction (and a movement's
-# line re-assessment writes it too), so "the locked row is the version our snapshot saw" (same
-# xmin) proves the snapshot current; otherwise `_READ` reads again, after the lock.
+# Claim the keys, lock the facilities' credit_state (in facility order: batches never deadlock
+# each other) and read what the requests need, in one statement. In READ COMMITTED that
+# statement reads from the snapshot taken when it started; only the locked rows themselves are
+# re-read after a wait for a lock. So if another transaction booked money on a facility while we
+# waited, its balances read here would be stale (the race test catches that). Every writer of
+# balances also writes credit_state in the same transaction (and a movement's line
+# re-assessment writes it too), so "the locked row is the version our snapshot saw" (same xmin)
+# proves the snapshot current; otherwise `_READ` reads that facility again, after the lock.
 _OPEN = (
     """
-WITH lk AS (
-    SELECT CASE WHEN $4::text IS NULL THEN true ELSE pg_try_advisory_xact_lock($5::bigint) END AS got
+WITH a AS MATERIALIZED (
+    SELECT u.*, CASE WHEN u.scope IS NULL THEN true ELSE pg_try_advisory_xact_lock(u.lk) END AS got
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+         WITH ORDINALITY AS u(fid, aged, scope, lk, key, fp, ord)
 ), ins AS (
     INSERT INTO idempotency_record (scope, key, request_hash, state, created_at)
-    SELECT $4, $6, $7, 'in_flight', $8 FROM lk WHERE lk.got AND $4::text IS NOT NULL
+    SELECT scope, key, fp, 'in_flight', $7 FROM a WHERE got AND scope IS NOT NULL
     ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT lk.got, (SELECT count(*) FROM ins) AS claimed,
-       (SELECT xmin::text FROM credit_state WHERE facility_id = $1) AS seen_xmin,
-       c.*, b.*, p.*, l.*
-FROM lk LEFT JOIN LATERAL (
+    RETURNING scope, key
+), f AS MATERIALIZED (
+    SELECT fid, max(aged) AS aged, min(ord) AS first_ord FROM a WHERE got GROUP BY fid
+), c AS MATERIALIZED (
     SELECT cs.*, cs.xmin::text AS locked_xmin FROM credit_state cs
-    WHERE cs.facility_id = $1 AND lk.got FOR UPDATE
-) c ON true,
+    WHERE cs.facility_id IN (SELECT fid FROM f) ORDER BY cs.facility_id FOR UPDATE
+), seen AS (
+    SELECT facility_id AS fid, xmin::text AS seen_xmin FROM credit_state
+    WHERE facility_id IN (SELECT fid FROM f)
+),
 """
-    + _SNAPSHOT
+    + _READS
+    + """
+SELECT a.ord, a.got, ins.key IS NOT NULL AS claimed, f.first_ord IS NOT NULL AS first, seen.seen_xmin,
+       c.*, """
+    + _READ_COLUMNS
+    + """
+FROM a
+LEFT JOIN ins ON ins.scope = a.scope AND ins.key = a.key
+LEFT JOIN f ON f.first_ord = a.ord
+LEFT JOIN seen ON seen.fid = f.fid
+LEFT JOIN c ON c.facility_id = f.fid
+LEFT JOIN r ON r.fid = f.fid
+ORDER BY a.ord
+"""
 )
 
-_READ = "SELECT b.*, p.*, l.* FROM " + _SNAPSHOT
+_READ = (
+    """
+WITH f AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(fid, aged)),
+"""
+    + _READS.replace("$8", "$3")
+    + "SELECT r.fid, "
+    + _READ_COLUMNS
+    + " FROM r"
+)
 
 _STORED = """
-SELECT request_hash, state, status_code, body FROM idempotency_record WHERE scope = $1 AND key = $2
+SELECT r.scope, r.key, r.request_hash, r.state, r.status_code, r.body
+FROM idempotency_record r JOIN unnest($1::text[], $2::text[]) AS u(scope, key)
+  ON r.scope = u.scope AND r.key = u.key
 """
 
 _BOOK = """
 WITH p AS (
     INSERT INTO posting (facility_id, posting_id, seq, at, kind, currency, amount, memo, idempotency_key)
-    SELECT $1, u.* FROM unnest($2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[],
-                               $7::numeric[], $8::text[], $9::text[]) AS u
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[],
+                         $7::numeric[], $8::text[], $9::text[])
 ), l AS (
     INSERT INTO posting_line (facility_id, posting_id, line_no, account, debit, credit)
-    SELECT $1, u.* FROM unnest($10::text[], $11::int[], $12::text[], $13::numeric[], $14::numeric[]) AS u
+    SELECT * FROM unnest($10::text[], $11::text[], $12::int[], $13::text[], $14::numeric[], $15::numeric[])
 ), b AS (
     INSERT INTO account_balance (facility_id, account, balance)
-    SELECT $1, u.* FROM unnest($15::text[], $16::numeric[]) AS u
+    SELECT * FROM unnest($16::text[], $17::text[], $18::numeric[])
     ON CONFLICT (facility_id, account) DO UPDATE SET balance = excluded.balance
 ), s AS (
-    UPDATE credit_state SET accrued_through = $17, posting_seq = $18, state = $19, frozen = $20,
-        last_outstanding = $21, last_bb = $22, last_market_value = $23
-    WHERE facility_id = $1
+    UPDATE credit_state cs SET accrued_through = u.accrued_through, posting_seq = u.posting_seq,
+        state = u.state, frozen = u.frozen, last_outstanding = u.last_outstanding,
+        last_bb = u.last_bb, last_market_value = u.last_market_value
+    FROM unnest($19::text[], $20::text[], $21::int[], $22::text[], $23::bool[], $24::numeric[],
+                $25::numeric[], $26::numeric[])
+         AS u(fid, accrued_through, posting_seq, state, frozen, last_outstanding, last_bb, last_market_value)
+    WHERE cs.facility_id = u.fid
 ), e AS (
     INSERT INTO credit_event (facility_id, at, kind, trigger, facts)
-    SELECT $1, u.at, u.kind, u.trigger, u.facts::json
-    FROM unnest($24::timestamptz[], $25::text[], $26::text[], $27::text[]) AS u(at, kind, trigger, facts)
+    SELECT u.fid, u.at, u.kind, u.trigger, u.facts::json
+    FROM unnest($27::text[], $28::timestamptz[], $29::text[], $30::text[], $31::text[])
+         WITH ORDINALITY AS u(fid, at, kind, trigger, facts, n)
+    ORDER BY u.n
 ), r AS (
-    UPDATE idempotency_record SET state = 'done', status_code = $28, body = $29
-    WHERE scope = $30 AND key = $31 AND $30::text IS NOT NULL
+    UPDATE idempotency_record ir SET state = 'done', status_code = u.code, body = u.body
+    FROM unnest($32::text[], $33::text[], $34::int[], $35::text[]) AS u(scope, key, code, body)
+    WHERE ir.scope = u.scope AND ir.key = u.key
 )
 SELECT 1
 """
 
-_RESPOND = """
-UPDATE idempotency_record SET state = 'done', status_code = $3, body = $4 WHERE scope = $1 AND key = $2
-"""
-
-
 _STATE_COLUMNS = tuple(c.name for c in credit_state.columns)
+_POSITION_COLUMNS = ("p_sku", "p_pledged", "p_eligible", "p_price", "p_price_at", "p_haircut")
+_LOT_COLUMNS = (
+    "l_id", "l_epc", "l_sku", "l_quantity", "l_site", "l_zone", "l_pledged", "l_verified", "l_received"
+)
 
 
-class PgMoneyTx(MoneyTx):
+def _money(facility_id: str, state: dict[str, Any], r: Any) -> MoneyState:
+    """A facility's MoneyState from its locked credit_state and a row of `_READS` columns."""
+    positions = [
+        PositionRow(facility_id, *cols)
+        for cols in zip(*(r[c] or () for c in _POSITION_COLUMNS), strict=True)
+    ]
+    aged = [
+        Lot(
+            lot_id=lot_id,
+            facility_id=facility_id,
+            epc=epc,
+            sku_id=sku,
+            quantity=qty,
+            site_id=site,
+            zone_id=zone,
+            status=LotStatus.PLEDGED,
+            pledged=pledged,
+            verified=verified,
+            received_at=received,
+        )
+        for lot_id, epc, sku, qty, site, zone, pledged, verified, received in zip(
+            *(r[c] or () for c in _LOT_COLUMNS), strict=True
+        )
+    ]
+    balances = dict(zip(r["b_account"] or (), r["b_balance"] or (), strict=True))
+    return MoneyState(state, balances, positions, aged)
+
+
+class PgMoneyBatch(MoneyBatchTx):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
     async def open(
-        self, facility_id: str, aged_before: datetime, request: RequestKey | None, now: datetime
-    ) -> Opened:
-        scope = None if request is None else request.scope
-        lock = 0 if request is None else advisory_key(request)
-        key = None if request is None else request.key
-        fingerprint = None if request is None else request.fingerprint
+        self, asks: Sequence[MoneyAsk], now: datetime
+    ) -> list[Opened | RequestKeyInFlight | RequestKeyReused]:
+        reqs = [a.request for a in asks]
         status = str(LotStatus.PLEDGED)
-        row = await self.conn.fetchrow(
-            _OPEN, facility_id, aged_before, status, scope, lock, key, fingerprint, now
+        rows = await self.conn.fetch(
+            _OPEN,
+            [a.facility_id for a in asks],
+            [a.aged_before for a in asks],
+            [None if r is None else r.scope for r in reqs],
+            [0 if r is None else advisory_key(r) for r in reqs],
+            [None if r is None else r.key for r in reqs],
+            [None if r is None else r.fingerprint for r in reqs],
+            now,
+            status,
         )
-        assert row is not None
-        if not row["got"]:
-            raise RequestKeyInFlight()
-        if request is not None and row["claimed"] == 0:
-            stored = await self.conn.fetchrow(_STORED, request.scope, request.key)
-            if stored is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
-                raise RequestKeyInFlight()
-            found = stored_outcome(
-                request, stored["request_hash"], stored["state"], stored["status_code"], stored["body"]
-            )
-            return Opened(found, None)
-        if row["facility_id"] is None:
-            return Opened(None, None)
-        st = {k: row[k] for k in _STATE_COLUMNS}
-        r = row
-        if row["locked_xmin"] != row["seen_xmin"]:  # someone wrote while we waited: read again
-            r = await self.conn.fetchrow(_READ, facility_id, aged_before, status)
-            assert r is not None
-        positions = [
-            PositionRow(facility_id, *cols)
-            for cols in zip(
-                *(
-                    r[c] or ()
-                    for c in ("p_sku", "p_pledged", "p_eligible", "p_price", "p_price_at", "p_haircut")
-                ),
-                strict=True,
-            )
+        states: dict[str, MoneyState | None] = {}
+        stale: dict[str, tuple[dict[str, Any], datetime]] = {}
+        for a, row in zip(asks, rows, strict=True):
+            if row["first"]:
+                if row["facility_id"] is None:
+                    states[a.facility_id] = None
+                    continue
+                st = {k: row[k] for k in _STATE_COLUMNS}
+                if row["locked_xmin"] != row["seen_xmin"]:  # written while we waited: read again
+                    stale[a.facility_id] = (st, a.aged_before)
+                else:
+                    states[a.facility_id] = _money(a.facility_id, st, row)
+        if stale:
+            fids = sorted(stale)
+            for r in await self.conn.fetch(_READ, fids, [stale[f][1] for f in fids], status):
+                states[r["fid"]] = _money(r["fid"], stale[r["fid"]][0], r)
+        replays = [
+            (i, a.request) for i, (a, row) in enumerate(zip(asks, rows, strict=True))
+            if row["got"] and a.request is not None and not row["claimed"]
         ]
-        aged = [
-            Lot(
-                lot_id=lot_id,
-                facility_id=facility_id,
-                epc=epc,
-                sku_id=sku,
-                quantity=qty,
-                site_id=site,
-                zone_id=zone,
-                status=LotStatus.PLEDGED,
-                pledged=pledged,
-                verified=verified,
-                received_at=received,
+        stored: dict[tuple[str, str], Any] = {}
+        if replays:
+            found = await self.conn.fetch(
+                _STORED, [r.scope for _, r in replays], [r.key for _, r in replays]
             )
-            for lot_id, epc, sku, qty, site, zone, pledged, verified, received in zip(
-                *(
-                    r[c] or ()
-                    for c in (
-                        "l_id",
-                        "l_epc",
-                        "l_sku",
-                        "l_quantity",
-                        "l_site",
-                        "l_zone",
-                        "l_pledged",
-                        "l_verified",
-                        "l_received",
-                    )
-                ),
-                strict=True,
-            )
-        ]
-        balances = dict(zip(r["b_account"] or (), r["b_balance"] or (), strict=True))
-        return Opened(None, MoneyState(st, balances, positions, aged))
+            stored = {(s["scope"], s["key"]): s for s in found}
+        out: list[Opened | RequestKeyInFlight | RequestKeyReused] = []
+        for a, row in zip(asks, rows, strict=True):
+            req = a.request
+            if not row["got"]:
+                out.append(RequestKeyInFlight())
+            elif req is not None and not row["claimed"]:
+                s = stored.get((req.scope, req.key))
+                if s is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
+                    out.append(RequestKeyInFlight())
+                    continue
+                try:
+                    found = stored_outcome(req, s["request_hash"], s["state"], s["status_code"], s["body"])
+                    out.append(Opened(found, None))
+                except (RequestKeyInFlight, RequestKeyReused) as e:
+                    out.append(e)
+            else:
+                out.append(Opened(None, states[a.facility_id]))
+        return out
 
     async def book(
-        self, writes: MoneyWrites, request: RequestKey | None, response: StoredResponse | None
+        self, writes: Sequence[MoneyWrites], answers: Sequence[tuple[RequestKey, StoredResponse]]
     ) -> None:
-        if set(writes.state) != set(MONEY_STATE_COLUMNS):
-            raise ValueError(f"a booking updates exactly {MONEY_STATE_COLUMNS}, not {sorted(writes.state)}")
-        ps, lines = writes.postings, [(p, n, ln) for p in writes.postings for n, ln in enumerate(p.lines)]
-        st, events = writes.state, writes.events
-        answered = request is not None and response is not None
+        for w in writes:
+            if set(w.state) != set(MONEY_STATE_COLUMNS):
+                raise ValueError(f"a booking updates exactly {MONEY_STATE_COLUMNS}, not {sorted(w.state)}")
+        ps = [(w.facility_id, w.first_seq + i, p) for w in writes for i, p in enumerate(w.postings)]
+        lines = [(p, n, ln) for _, _, p in ps for n, ln in enumerate(p.lines)]
+        bals = [(w.facility_id, a, v) for w in writes for a, v in w.balances.items()]
+        events = [(w.facility_id, e) for w in writes for e in w.events]
         try:
             await self.conn.execute(
                 _BOOK,
-                writes.facility_id,
-                [p.posting_id for p in ps],
-                [writes.first_seq + i for i in range(len(ps))],
-                [p.at for p in ps],
-                [p.kind for p in ps],
-                [p.currency for p in ps],
-                [p.amount for p in ps],
-                [p.memo for p in ps],
-                [p.idempotency_key for p in ps],
+                [f for f, _, _ in ps],
+                [p.posting_id for _, _, p in ps],
+                [seq for _, seq, _ in ps],
+                [p.at for _, _, p in ps],
+                [p.kind for _, _, p in ps],
+                [p.currency for _, _, p in ps],
+                [p.amount for _, _, p in ps],
+                [p.memo for _, _, p in ps],
+                [p.idempotency_key for _, _, p in ps],
+                [p.facility_id for p, _, _ in lines],
                 [p.posting_id for p, _, _ in lines],
                 [n for _, n, _ in lines],
                 [ln.account for _, _, ln in lines],
                 [ln.debit for _, _, ln in lines],
                 [ln.credit for _, _, ln in lines],
-                list(writes.balances),
-                list(writes.balances.values()),
-                *(st[c] for c in MONEY_STATE_COLUMNS),
-                [e["at"] for e in events],
-                [e["kind"] for e in events],
-                [e["trigger"] for e in events],
-                [json.dumps(e["facts"]) for e in events],
-                response.status_code if answered else None,  # type: ignore[union-attr]
-                json.dumps(response.body) if answered else None,  # type: ignore[union-attr]
-                request.scope if answered else None,  # type: ignore[union-attr]
-                request.key if answered else None,  # type: ignore[union-attr]
+                [f for f, _, _ in bals],
+                [a for _, a, _ in bals],
+                [v for _, _, v in bals],
+                [w.facility_id for w in writes],
+                *([w.state[c] for w in writes] for c in MONEY_STATE_COLUMNS),
+                [e.get("facility_id", f) for f, e in events],
+                [e["at"] for _, e in events],
+                [e["kind"] for _, e in events],
+                [e["trigger"] for _, e in events],
+                [json.dumps(e["facts"]) for _, e in events],
+                [r.scope for r, _ in answers],
+                [r.key for r, _ in answers],
+                [a.status_code for _, a in answers],
+                [json.dumps(a.body) for _, a in answers],
             )
         except asyncpg.UniqueViolationError as e:
             if e.constraint_name == "ux_posting_idempotency":
                 raise IdempotencyConflict(
                     "this Idempotency-Key has already booked a posting on this facility",
-                    key=ps[0].idempotency_key if ps else None,
+                    key=next((p.idempotency_key for _, _, p in ps if p.idempotency_key), None),
                 ) from e
             raise
 
-    async def respond(self, request: RequestKey, response: StoredResponse) -> None:
-        await self.conn.execute(
-            _RESPOND, request.scope, request.key, response.status_code, json.dumps(response.body)
-        )
-
 
 @asynccontextmanager
-async def pg_money_transaction(engine: AsyncEngine) -> AsyncIterator[PgMoneyTx]:
+async def pg_money_batch(engine: AsyncEngine) -> AsyncIterator[PgMoneyBatch]:
     """A transaction on the raw asyncpg connection of one of the engine's pooled connections.
 
     SQLAlchemy does not see this transaction (its own stays unstarted, so returning the
@@ -265,10 +330,10 @@ async def pg_money_transaction(engine: AsyncEngine) -> AsyncIterator[PgMoneyTx]:
         conn: asyncpg.Connection = raw.driver_connection
         try:
             async with conn.transaction():
-                yield PgMoneyTx(conn)
+                yield PgMoneyBatch(conn)
         except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError):
             await sa_conn.invalidate()
             raise
 
 
-__all__ = ["PgMoneyTx", "pg_money_transaction"]
+__all__ = ["PgMoneyBatch", "pg_money_batch"]

@@ -228,6 +228,35 @@ class MoneyWrites:
     state: dict[str, Any]  # the MONEY_STATE_COLUMNS of credit_state, new values
     events: list[dict[str, Any]]  # credit_event rows
 
+    def then(self, later: MoneyWrites) -> MoneyWrites:
+        """These writes followed by `later`'s on the same facility: one booking of both."""
+        if later.facility_id != self.facility_id:
+            raise ValueError(f"cannot merge writes of {later.facility_id} into {self.facility_id}")
+        if later.first_seq != self.first_seq + len(self.postings):
+            raise ValueError("merged writes must continue the posting sequence")
+        return MoneyWrites(
+            self.facility_id,
+            self.postings + later.postings,
+            self.first_seq,
+            {**self.balances, **later.balances},
+            later.state,
+            self.events + later.events,
+        )
+
+    def applied_to(self, money: MoneyState) -> MoneyState:
+        """The facility's money state once these writes are booked (positions and lots unchanged)."""
+        state, balances = {**money.state, **self.state}, {**money.balances, **self.balances}
+        return MoneyState(state, balances, money.positions, money.aged_lots)
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyAsk:
+    """One request of a batch (`MoneyBatchTx.open`): which facility, its aged-lot cutoff, its key."""
+
+    facility_id: str
+    aged_before: datetime
+    request: RequestKey | None
+
 
 class MoneyTx(abc.ABC):
     """The hot path of drawdowns and repayments: claim, lock and read, then book; one
@@ -257,6 +286,31 @@ class MoneyTx(abc.ABC):
         """Store the answer of a refused request (nothing else is written)."""
 
 
+class MoneyBatchTx(abc.ABC):
+    """Group commit: the money requests of several facilities in one transaction.
+
+    `open` claims every key and locks and reads every facility (in facility order, so that
+    batches never deadlock each other); the caller decides each request in memory, then `book`
+    writes all the postings and stored answers at once. A batch holds at most one ask per
+    Idempotency-Key; several asks may name the same facility (its state is read once).
+    """
+
+    @abc.abstractmethod
+    async def open(
+        self, asks: Sequence[MoneyAsk], now: datetime
+    ) -> list[Opened | RequestKeyInFlight | RequestKeyReused]:
+        """Per ask, as `MoneyTx.open` (asks of one facility share one `MoneyState`); a key held
+        by another transaction is its `RequestKeyInFlight`, one used for another request its
+        `RequestKeyReused`."""
+
+    @abc.abstractmethod
+    async def book(
+        self, writes: Sequence[MoneyWrites], answers: Sequence[tuple[RequestKey, StoredResponse]]
+    ) -> None:
+        """Book the writes (at most one per facility: merge with `MoneyWrites.then`) and store the
+        answers of the batch's keyed requests, refusals included."""
+
+
 class LedgerStore(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Any]:
@@ -265,6 +319,10 @@ class LedgerStore(abc.ABC):
     @abc.abstractmethod
     def money_transaction(self) -> AbstractAsyncContextManager[MoneyTx]:
         """An atomic unit of work for one drawdown or repayment."""
+
+    @abc.abstractmethod
+    def money_batch(self) -> AbstractAsyncContextManager[MoneyBatchTx]:
+        """An atomic unit of work for a batch of drawdowns and repayments (group commit)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -27,12 +27,13 @@ from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.store import tables as t
 from ledger.store.credit_sql import CreditSqlMixin
-from ledger.store.money_pg import pg_money_transaction
-from ledger.store.money_sql import SqlMoneyTx
+from ledger.store.money_pg import pg_money_batch
+from ledger.store.money_sql import SerialMoneyBatch, SqlMoneyTx
 from ledger.store.port import (
     FacilityStateRow,
     LedgerStore,
     LedgerTx,
+    MoneyBatchTx,
     MoneyTx,
     MovementFilter,
     PositionRow,
@@ -609,6 +610,11 @@ class SqlLedgerStore(LedgerStore):
         async with self.transaction() as tx:
             yield SqlMoneyTx(tx)
 
+    @asynccontextmanager
+    async def money_batch(self) -> AsyncIterator[MoneyBatchTx]:
+        async with self.money_transaction() as tx:
+            yield SerialMoneyBatch(tx)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -645,8 +651,8 @@ class PostgresStore(SqlLedgerStore):
             yield SqlTx(conn, self.dialect)
 
     @asynccontextmanager
-    async def money_transaction(self) -> AsyncIterator[MoneyTx]:
-        async with self._gate(), pg_money_transaction(self.engine) as tx:
+    async def money_batch(self) -> AsyncIterator[MoneyBatchTx]:
+        async with self._gate(), pg_money_batch(self.engine) as tx:
             yield tx
 
 
