@@ -46,6 +46,11 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
 
+    def add(self, other: Load) -> None:
+        self.latencies += other.latencies
+        for k, v in other.statuses.items():
+            self.statuses[k] = self.statuses.get(k, 0) + v
+
     def rate(self, seconds: float) -> float:
         return len(self.latencies) / seconds
 
@@ -208,10 +213,11 @@ async def _run(port: int, clients: int, seconds: float, make, warmup: float = 1.
 
 
 def _money(ids: list[str], secrets: list[str], run_id: str):
-    def make(i: int, n: int) -> tuple[str, str, dict[str, str], bytes]:
+    def make(i: int, n: int, part: str = "") -> tuple[str, str, dict[str, str], bytes]:
         f = (i * 7919 + n // 2) % len(ids)  # each client draws, then repays the same facility
         kind = "drawdowns" if n % 2 == 0 else "repayments"
-        headers = {"Authorization": f"Bearer {secrets[f]}", "Idempotency-Key": f"{run_id}-{i}-{n}"}
+        key = f"{run_id}{part}-{i}-{n}"
+        headers = {"Authorization": f"Bearer {secrets[f]}", "Idempotency-Key": key}
         return "POST", f"/v1/facilities/{ids[f]}/{kind}", headers, b'{"amount": "100.00"}'
 
     return make
@@ -289,8 +295,31 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+async def _side_by_side(
+    port: int, seconds: float, rounds: int, money_load, cpu: _Cpu
+) -> tuple[Load, Load, float, float, float, float]:
+    """(a) and (b) in alternating slices, `rounds` of each, so that whatever else the machine
+    does in the meantime weighs on both alike: (health, money, seconds of a, seconds of b, API
+    CPU per request of a, of b)."""
+    health, money = Load(), Load()
+    t_a = t_b = used_a = used_b = 0.0
+    for r in range(rounds):
+        part, t = await _run(port, 64, seconds / rounds, lambda i, n: ("GET", "/v1/health", {}, b""))
+        health.add(part)
+        t_a += t
+        used_a += cpu.per_request(part) * len(part.latencies)
+        part, t = await _run(port, 64, seconds / rounds, lambda i, n, r=r: money_load(i, n, f"{r}"))
+        money.add(part)
+        t_b += t
+        used_b += cpu.per_request(part) * len(part.latencies)
+    return (
+        health, money, t_a, t_b,
+        used_a / max(1, len(health.latencies)), used_b / max(1, len(money.latencies)),
+    )
+
+
 async def run_drawdown_bench(
-    url: str, seconds: float, postings: int, console: Console, workers: int = 1
+    url: str, seconds: float, postings: int, console: Console, workers: int = 1, rounds: int = 3
 ) -> None:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url)
@@ -309,21 +338,20 @@ async def run_drawdown_bench(
         await _wait_port(port)
         console.print(
             f"API server pid {server.pid} on port {port} ({workers} worker process(es)); 100 facilities; "
-            f"{seconds:.0f}s per phase after a 1s warm-up"
+            f"{seconds:.0f}s per phase after a 1s warm-up; (a) and (b) alternate in {rounds} slices each"
         )
         cpu = _Cpu(server.pid)
-        health, t_a = await _run(port, 64, seconds, lambda i, n: ("GET", "/v1/health", {}, b""))
-        rate_a = health.rate(t_a)
+        health, money, t_a, t_b, cpu_a, cpu_b = await _side_by_side(
+            port, seconds, rounds, _money(ids, secrets, "b"), cpu
+        )
+        rate_a, rate_b = health.rate(t_a), money.rate(t_b)
         console.print(
             f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}; "
-            f"{cpu.per_request(health):.0f} us of API CPU per request"
+            f"{cpu_a:.0f} us of API CPU per request"
         )
-        money, t_b = await _run(port, 64, seconds, _money(ids, secrets, "b"))
-        rate_b = money.rate(t_b)
         console.print(
             f"(b) drawdowns+repayments: {rate_b:,.0f} req/s, p50 {money.p(0.5):.1f} ms, "
-            f"p99 {money.p(0.99):.1f} ms {money.statuses}; {cpu.per_request(money):.0f} us of API CPU "
-            "per request"
+            f"p99 {money.p(0.99):.1f} ms {money.statuses}; {cpu_b:.0f} us of API CPU per request"
         )
         accepted, avail = await _race(port, race_id, race_secret, 1000)
         overdraw = max(D(0), accepted - avail)
@@ -334,7 +362,11 @@ async def run_drawdown_bench(
         t0 = time.perf_counter()
         await _load_postings(url, schema, ids, postings)
         console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s")
-        money_d, t_d = await _run(port, 64, seconds, _money(ids, secrets, "d"))
+        money_d, t_d = Load(), 0.0
+        for r in range(rounds):  # the same slices as (b), so that (d) / (b) compares like with like
+            part, t = await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"))
+            money_d.add(part)
+            t_d += t
         rate_d = money_d.rate(t_d)
         console.print(
             f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "

@@ -228,9 +228,10 @@ def bench_ledger(
 
 @bench_app.command("drawdown")
 def bench_drawdown(
-    seconds: float = 10.0,
+    seconds: Annotated[float, typer.Option(help="seconds of (a), of (b) and of (d), each")] = 10.0,
     postings: int = 1_000_000,
     workers: Annotated[int, typer.Option(min=1, help="API worker processes (pledge api --workers)")] = 1,
+    rounds: Annotated[int, typer.Option(min=1, help="(a) and (b) alternate in this many slices each")] = 3,
     database_url: Annotated[
         str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
     ] = "postgresql+asyncpg://root@127.0.0.1:5432/test",
@@ -238,7 +239,7 @@ def bench_drawdown(
     """HTTP drawdown/repayment rate vs a trivial endpoint, race overdraw, growth, peak memory."""
     from api.bench import run_drawdown_bench
 
-    asyncio.run(run_drawdown_bench(database_url, seconds, postings, console, workers))
+    asyncio.run(run_drawdown_bench(database_url, seconds, postings, console, workers, rounds))
 
 
 @bench_app.command("ingest")

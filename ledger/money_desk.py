@@ -26,6 +26,7 @@ and books everything in one statement.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from ledger.store.port import (
     RequestKeyReused,
     StoredResponse,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class MoneyDesk:
         )
         self.batches = 0  # batches committed, and the requests in them (for the benchmark)
         self.batched = 0
+        self.retried = 0  # batches that failed before COMMIT and were run again request by request
 
     async def run(self, order: MoneyOrder) -> Any:
         """Run `order` in the next batch that can take it; its outcome, or its error raised."""
@@ -163,9 +167,13 @@ class MoneyDesk:
         try:
             try:
                 results = await self._attempt(batch)
-            except _BeforeCommit:
+            except _BeforeCommit as e:
                 if len(batch) == 1:
                     raise
+                self.retried += 1
+                log.warning(
+                    "money batch of %d failed before commit (%r); running each alone", len(batch), e.__cause__
+                )
                 results = [await self._alone(w) for w in batch]
             for w, (ok, value) in zip(batch, results, strict=True):
                 _settle(w.future, ok, value)

@@ -133,6 +133,7 @@ async def test_a_failing_batch_is_run_again_request_by_request(store, clock):
     await opener
     assert not isinstance(results[0], BaseException) and not isinstance(results[1], BaseException)
     assert isinstance(results[2], IdempotencyConflict)
+    assert credit.desk.retried == 1
     assert (await credit.summary("F1")).principal == D("10.00")
     assert (await credit.summary("F2")).principal == D("20.00")
     await check_all(credit)
