@@ -1,8 +1,10 @@
 """The money desk on SQLAlchemy (both databases): drawdowns and repayments statement by statement.
 
-`SqlMoneyTx` implements `MoneyTx` with the credit statements of `SqlTx` (ledger/store/credit_sql.py);
-SQLite uses it. PostgreSQL uses `PgMoneyTx` (ledger/store/money_pg.py), which does the same in
-four round trips; tests/ledger/test_money_desk.py runs one contract on both.
+`SqlMoneyTx` implements `MoneyTx` with the credit statements of `SqlTx` (ledger/store/credit_sql.py),
+and `SerialMoneyBatch` runs a batch of the money desk (ledger/money_desk.py) through it, request
+after request, in one transaction: SQLite's money batches. PostgreSQL's batches use
+`PgMoneyBatch` (ledger/store/money_pg.py), four round trips per batch;
+tests/ledger/test_money_desk.py and test_money_batch.py hold both to one contract.
 
 Idempotency keys are claimed inside the transaction that moves the money, so the claim, the
 postings and the stored answer commit together or not at all: a crash leaves no claim behind.

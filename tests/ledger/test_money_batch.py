@@ -5,6 +5,7 @@ afterwards: balances re-derived from the postings, stored answers, the order per
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from ledger.core.errors import IdempotencyConflict, InsufficientAvailability, UnknownFacility
 from ledger.credit import CreditService
 from ledger.service import LedgerService
-from ledger.store.port import MoneyAsk, RequestKeyInFlight, RequestKeyReused
+from ledger.store.port import MoneyAsk, Opened, RequestKeyInFlight, RequestKeyReused
 from tests.ledger.test_credit_story import PLAN
 from tests.ledger.test_money_desk import keyed
 from tests.ledger.world import build, facility, lot, price
@@ -158,6 +159,26 @@ async def test_the_store_batch_reads_each_facility_once(store, clock):
     assert [type(o).__name__ for o in opened] == ["Opened"] * 3
     assert opened[0].money is opened[2].money  # type: ignore[union-attr]
     assert opened[1].money.state["facility_id"] == "F2"  # type: ignore[union-attr]
+
+
+async def test_the_batch_reads_what_the_slow_path_reads(store, clock):
+    _ledger, credit = await world(store, clock)
+    await credit.draw("F1", D("1000.00"))
+    now = clock()
+    aged = now + timedelta(days=1)  # every lot received before it: all three are read
+    async with store.money_batch() as tx:
+        (opened,) = await tx.open([MoneyAsk("F1", aged, None)], now)
+    assert isinstance(opened, Opened) and opened.replay is None and opened.money is not None
+    async with store.transaction() as tx:
+        state = await tx.lock_credit_state("F1")
+        balances = (await tx.balances(["F1"]))["F1"]
+        positions = await tx.positions(["F1"])
+        lots = await tx.aged_lots({"F1": aged})
+    assert opened.money.state == state
+    assert opened.money.balances == balances and balances["principal"] == D("1000.00")
+    assert opened.money.positions == positions
+    assert sorted(lot.lot_id for lot in opened.money.aged_lots) == sorted(lot.lot_id for lot in lots)
+    assert len(lots) == 3
 
 
 @POSTGRES_ONLY

@@ -1,6 +1,7 @@
-"""The money desk (`LedgerStore.money_transaction`): one contract for SQLAlchemy on SQLite and
-raw asyncpg on PostgreSQL. Claim, lock and read, book or answer a refusal; every rule checked
-against what is really stored afterwards, not only against what the calls return."""
+"""The money transaction (`LedgerStore.money_transaction`, SQLAlchemy on SQLite and PostgreSQL)
+and the credit rules through the money desk (raw asyncpg batches on PostgreSQL). Claim, lock and
+read, book or answer a refusal; every rule checked against what is really stored afterwards, not
+only against what the calls return. Batches themselves: test_money_batch.py."""
 
 from __future__ import annotations
 
