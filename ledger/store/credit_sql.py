@@ -58,6 +58,9 @@ class CreditSqlMixin:
     async def update_credit_states(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        # In facility order, the order in which money batches lock credit_state: a movement's
+        # re-assessment of several facilities never deadlocks with a batch (ledger/money_desk.py).
+        rows = sorted(rows, key=lambda r: r["facility_id"])
         cols = [k for k in rows[0] if k != "facility_id"]
         stmt = (
             update(t.credit_state)
