@@ -45,11 +45,16 @@ PLAN = RatePlan(D("0.03"), D("0.01"), {"B": D("0.02")}, D("0.013"))
 class Load:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # CPU seconds of the API's processes while measuring
 
     def add(self, other: Load) -> None:
+        self.cpu_s += other.cpu_s
         self.latencies += other.latencies
         for k, v in other.statuses.items():
             self.statuses[k] = self.statuses.get(k, 0) + v
+
+    def cpu_per_request_us(self) -> float:
+        return 1e6 * self.cpu_s / max(1, len(self.latencies))
 
     def rate(self, seconds: float) -> float:
         return len(self.latencies) / seconds
@@ -184,12 +189,16 @@ async def _load_postings(url: str, schema: str, ids: list[str], count: int) -> N
         await conn.close()
 
 
-async def _run(port: int, clients: int, seconds: float, make, warmup: float = 1.0) -> tuple[Load, float]:
+async def _run(
+    port: int, clients: int, seconds: float, make, warmup: float = 1.0, cpu: _Cpu | None = None
+) -> tuple[Load, float]:
     """`clients` closed-loop keep-alive clients for `warmup` + `seconds`; only requests that
     start after the warm-up count (the first ones fill the server's caches: tokens, facilities,
-    prepared statements, new pooled connections)."""
+    prepared statements, new pooled connections), and only the API CPU spent after it."""
     load = Load()
     start = time.perf_counter()
+    if cpu is not None:
+        asyncio.get_running_loop().call_later(warmup, cpu.mark)
     measure_from = start + warmup
     deadline = measure_from + seconds
     conns = [await Conn.open(port) for _ in range(clients)]
@@ -207,6 +216,8 @@ async def _run(port: int, clients: int, seconds: float, make, warmup: float = 1.
 
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
     elapsed = time.perf_counter() - measure_from
+    if cpu is not None:
+        load.cpu_s = cpu.since_mark()
     for c in conns:
         c.close()
     return load, elapsed
@@ -264,8 +275,7 @@ def _tree(pid: int) -> list[int]:
 
 
 class _Cpu:
-    """CPU seconds (user + system) of the API's processes between two calls, per request.
-    Approximate: it also counts the warm-up's share of the phase."""
+    """CPU seconds (user + system) of the API's processes from `mark` to `since_mark`."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -281,10 +291,11 @@ class _Cpu:
                 total += t.user + t.system
         return total
 
-    def per_request(self, load: Load) -> float:
-        now = self._total()
-        used, self.last = now - self.last, now
-        return 1e6 * used / max(1, len(load.latencies))
+    def mark(self) -> None:
+        self.last = self._total()
+
+    def since_mark(self) -> float:
+        return self._total() - self.last
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -297,25 +308,21 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _side_by_side(
     port: int, seconds: float, rounds: int, money_load, cpu: _Cpu
-) -> tuple[Load, Load, float, float, float, float]:
+) -> tuple[Load, Load, float, float]:
     """(a) and (b) in alternating slices, `rounds` of each, so that whatever else the machine
-    does in the meantime weighs on both alike: (health, money, seconds of a, seconds of b, API
-    CPU per request of a, of b)."""
+    does in the meantime weighs on both alike: (health, money, seconds of a, seconds of b)."""
     health, money = Load(), Load()
-    t_a = t_b = used_a = used_b = 0.0
+    t_a = t_b = 0.0
     for r in range(rounds):
-        part, t = await _run(port, 64, seconds / rounds, lambda i, n: ("GET", "/v1/health", {}, b""))
+        part, t = await _run(port, 64, seconds / rounds, lambda i, n: ("GET", "/v1/health", {}, b""), cpu=cpu)
         health.add(part)
         t_a += t
-        used_a += cpu.per_request(part) * len(part.latencies)
-        part, t = await _run(port, 64, seconds / rounds, lambda i, n, r=r: money_load(i, n, f"{r}"))
+        part, t = await _run(
+            port, 64, seconds / rounds, lambda i, n, r=r: money_load(i, n, f"{r}"), cpu=cpu
+        )
         money.add(part)
         t_b += t
-        used_b += cpu.per_request(part) * len(part.latencies)
-    return (
-        health, money, t_a, t_b,
-        used_a / max(1, len(health.latencies)), used_b / max(1, len(money.latencies)),
-    )
+    return health, money, t_a, t_b
 
 
 async def run_drawdown_bench(
@@ -341,17 +348,18 @@ async def run_drawdown_bench(
             f"{seconds:.0f}s per phase after a 1s warm-up; (a) and (b) alternate in {rounds} slices each"
         )
         cpu = _Cpu(server.pid)
-        health, money, t_a, t_b, cpu_a, cpu_b = await _side_by_side(
+        health, money, t_a, t_b = await _side_by_side(
             port, seconds, rounds, _money(ids, secrets, "b"), cpu
         )
         rate_a, rate_b = health.rate(t_a), money.rate(t_b)
         console.print(
             f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}; "
-            f"{cpu_a:.0f} us of API CPU per request"
+            f"{health.cpu_per_request_us():.0f} us of API CPU per request"
         )
         console.print(
             f"(b) drawdowns+repayments: {rate_b:,.0f} req/s, p50 {money.p(0.5):.1f} ms, "
-            f"p99 {money.p(0.99):.1f} ms {money.statuses}; {cpu_b:.0f} us of API CPU per request"
+            f"p99 {money.p(0.99):.1f} ms {money.statuses}; {money.cpu_per_request_us():.0f} us of API CPU "
+            "per request"
         )
         accepted, avail = await _race(port, race_id, race_secret, 1000)
         overdraw = max(D(0), accepted - avail)
@@ -364,13 +372,14 @@ async def run_drawdown_bench(
         console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s")
         money_d, t_d = Load(), 0.0
         for r in range(rounds):  # the same slices as (b), so that (d) / (b) compares like with like
-            part, t = await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"))
+            part, t = await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"), cpu=cpu)
             money_d.add(part)
             t_d += t
         rate_d = money_d.rate(t_d)
         console.print(
             f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
-            f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}"
+            f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}; {money_d.cpu_per_request_us():.0f} us of "
+            "API CPU per request"
         )
         rss = max(_peak_rss_mb(p) for p in _tree(server.pid))
         console.print(
