@@ -79,7 +79,13 @@ async def build_platform(settings: Settings) -> Platform:
     """Wire store, ledger, credit, and tokens from settings (the composition root)."""
     store = await open_store(settings)
     ledger = LedgerService(store, utcnow)
-    credit = CreditService(ledger, utcnow, settings.rate_plan())
+    credit = CreditService(
+        ledger,
+        utcnow,
+        settings.rate_plan(),
+        max_batches=settings.money_batches,
+        max_orders=settings.money_batch_max,
+    )
     return Platform(
         store,
         ledger,

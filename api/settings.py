@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     )
     device_refresh_s: float = Field(30.0, gt=0, description="how often the device cache is reloaded")
     # Cost-plus pricing (annual fractions): funding + operating + risk premium by tier + margin.
+    money_batches: int = Field(
+        4, ge=1, description="money batches (drawdowns/repayments) in flight at once (ledger/money_desk.py)"
+    )
+    money_batch_max: int = Field(64, ge=1, description="requests in one money batch at most")
     funding_cost: str = "0.030"
     operating_cost: str = "0.010"
     risk_premium_a: str = "0.010"

@@ -215,3 +215,21 @@ async def test_two_desks_racing_on_the_same_facilities_never_over_lend(store, cl
     accepted = sum(1 for a in answers if a.response.status_code == 201)
     assert accepted == 30  # ten fit per facility, the rest are refused
     await check_all(credit)
+
+
+async def test_a_request_cancelled_while_it_waits_is_dropped_and_the_rest_go_on(store, clock):
+    _ledger, credit = await world(store, clock)
+    opener = asyncio.ensure_future(credit.draw_keyed("F1", D("1.00"), keyed("opener")))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(credit.draw_keyed("F2", D("50.00"), keyed("gone")))
+    kept = asyncio.ensure_future(credit.draw_keyed("F3", D("60.00"), keyed("kept")))
+    await asyncio.sleep(0)
+    gone.cancel()  # its caller went away while it waited behind the opener's batch
+    await opener
+    assert (await kept).response.status_code == 201
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert (await credit.summary("F2")).principal == D("0.00")
+    assert (await credit.summary("F3")).principal == D("60.00")
+    again = await credit.draw_keyed("F2", D("50.00"), keyed("gone"))  # the key was never used
+    assert again.response.status_code == 201 and not again.replayed
