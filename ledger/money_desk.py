@@ -180,8 +180,12 @@ class MoneyDesk:
         except BaseException as e:
             error = e.__cause__ if isinstance(e, _BeforeCommit) else e
             for w in batch:
-                if not w.future.done():
+                if w.future.done():
+                    continue
+                if isinstance(e, Exception):
                     w.future.set_exception(error or e)
+                else:  # the desk itself was cancelled (shutdown): so are its waiters
+                    w.future.cancel()
             if not isinstance(e, Exception):
                 raise
         finally:
