@@ -355,6 +355,16 @@ class _BufferedClient(Client):
             return buffer[1].recv(bufsize)
         return super()._sock_recv(bufsize)
 
+    def bytes_received(self) -> None:
+        """Tell paho's keepalive that the broker sent something, as its own reads do after each
+        packet (`_last_bytes_received` in paho 2.2, `_last_msg_in` in 2.1). Without it, paho
+        would only see the packets it reads itself: with PUBLISH packets streaming in, it
+        would close the connection whenever a PINGRESP is late by one keepalive interval,
+        where it otherwise just pings again."""
+        name = "_last_bytes_received" if hasattr(self, "_last_bytes_received") else "_last_msg_in"
+        with self._msgtime_mutex:
+            setattr(self, name, time.monotonic())
+
 
 _C = TypeVar("_C", bound=Client)
 
@@ -652,6 +662,7 @@ class MqttSubscriber:
             return True
         if data:
             buffer.feed(data)
+            client.bytes_received()
         else:
             buffer.close()  # EOF
         return True

@@ -205,3 +205,34 @@ async def test_a_packet_larger_than_one_read_arrives_whole(broker: ScriptedBroke
         await sub.stop()
     assert [(m.mid, m.payload) for m in got] == [(5, payload), (6, b"!")]
 
+
+
+async def test_a_steady_stream_of_messages_keeps_the_connection_alive(
+        broker: ScriptedBroker) -> None:
+    """paho's keepalive must still learn that bytes arrive, though it no longer reads the
+    PUBLISH packets itself: this broker never answers PINGREQ, yet streams messages, and a
+    paho reading them itself would keep such a connection open (it pings again rather than
+    give up while bytes flow)."""
+    v5 = broker.protocol == 5
+    sent = events(1, 300, v5)
+    done = asyncio.Event()
+
+    async def script(writer: asyncio.StreamWriter) -> None:
+        for raw in sent:  # 300 messages over ~3 s: three keepalive intervals
+            writer.write(raw)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        await done.wait()
+
+    broker.scripts = [script, script]
+    sub = MqttSubscriber(MqttConfig(url=broker.url, client_id="scripted", protocol=broker.protocol,
+                                    keepalive_s=1, reconnect_min_s=0.05, reconnect_max_s=0.1,
+                                    connect_timeout_s=3.0))
+    await sub.start(["pledge/v1/+/+/events"])
+    try:
+        got = await take(sub, 300, within=10.0)
+    finally:
+        done.set()
+        await sub.stop()
+    assert [m.mid for m in got] == list(range(1, 301))
+    assert sub.connection_count == 1
