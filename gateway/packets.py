@@ -46,6 +46,9 @@ class Publish(NamedTuple):
     dup: bool
 
 
+_tuple_new = tuple.__new__
+
+
 class PacketBuffer:
     """Bytes received from one connection, not yet consumed, framed into packets.
 
@@ -166,7 +169,9 @@ class PacketBuffer:
                 return None
         self._pos = end
         self.consumed += end - pos
-        return Publish(topic, bytes(buf[i:end]), mid, qos, bool(first & 0x01), bool(first & 0x08))
+        # tuple.__new__: what Publish(...) does, minus the Python frame of its generated __new__.
+        return _tuple_new(Publish, (topic, bytes(buf[i:end]), mid, qos, bool(first & 0x01),
+                                    bool(first & 0x08)))
 
     # -- paho's side
 
