@@ -4,9 +4,10 @@ Broker-facing only: this module knows topics, packet ids and sessions, never lot
 
 Threads. `MqttSubscriber`, the gateway's hot path, runs no paho thread: the asyncio loop
 drives paho through its external-loop API (paho's examples/loop_asyncio.py): `add_reader` on
-the socket calls `loop_read()`, paho's register/unregister-write callbacks map to
-`add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and reconnects with
-backoff. Every callback then runs on the loop's thread: a message becomes a frozen
+the socket reads it in large chunks, takes the PUBLISH packets itself and hands every other
+packet to `loop_read()` (gateway/packets.py says why), paho's register/unregister-write
+callbacks map to `add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and
+reconnects with backoff. Every callback then runs on the loop's thread: a message becomes a frozen
 `InboundMessage` and goes straight into the queue, with no `call_soon_threadsafe` (a
 self-pipe write and a wake-up per message) and no GIL hand-offs between two busy threads, which
 profiling showed to cost a tenth of the gateway's CPU. `MqttPublisher` (tests, simulators)
