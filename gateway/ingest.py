@@ -157,8 +157,11 @@ class _Committed:
     latest_at: datetime | None = None
 
 
+_SEQUENCED = (TagRead, WeightSample, CameraCount, Heartbeat)  # a tuple: isinstance's fast case
+
+
 def _seq(o: Observation) -> int | None:
-    return o.seq if isinstance(o, TagRead | WeightSample | CameraCount | Heartbeat) else None
+    return o.seq if isinstance(o, _SEQUENCED) else None
 
 
 class Ingest:

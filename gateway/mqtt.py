@@ -4,9 +4,10 @@ Broker-facing only: this module knows topics, packet ids and sessions, never lot
 
 Threads. `MqttSubscriber`, the gateway's hot path, runs no paho thread: the asyncio loop
 drives paho through its external-loop API (paho's examples/loop_asyncio.py): `add_reader` on
-the socket calls `loop_read()`, paho's register/unregister-write callbacks map to
-`add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and reconnects with
-backoff. Every callback then runs on the loop's thread: a message becomes a frozen
+the socket reads it in large chunks, takes the PUBLISH packets itself and hands every other
+packet to `loop_read()` (gateway/packets.py says why), paho's register/unregister-write
+callbacks map to `add_writer`/`remove_writer`, and a task runs `loop_misc()` (keepalive) and
+reconnects with backoff. Every callback then runs on the loop's thread: a message becomes a frozen
 `InboundMessage` and goes straight into the queue, with no `call_soon_threadsafe` (a
 self-pipe write and a wake-up per message) and no GIL hand-offs between two busy threads, which
 profiling showed to cost a tenth of the gateway's CPU. `MqttPublisher` (tests, simulators)
@@ -60,7 +61,7 @@ import time
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from paho.mqtt.client import (
@@ -78,6 +79,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.errors import GatewayError
+from gateway.packets import PacketBuffer, Publish
 
 __all__ = [
     "BrokerAddress",
@@ -113,7 +115,8 @@ _SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
 _MAX_UINT16 = 0xFFFF
 _MAX_UINT32 = 0xFFFFFFFF
 _MISC_EVERY_S = 1.0  # how often the subscriber runs paho's loop_misc (keepalive), as loop() does
-_READS_PER_WAKEUP = 1000  # packets read per readable event at most, so writes get their turn
+_RECV_BYTES = 65_536  # one recv of the subscriber's socket: ~200 gateway events
+_RECVS_PER_WAKEUP = 16  # recv calls per readable event at most, so writes get their turn
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
@@ -333,13 +336,48 @@ _STOP: Any = object()  # ends messages(); never an InboundMessage
 # --------------------------------------------------------------------------- paho plumbing
 
 
-def _new_client(config: MqttConfig, *, persistent: bool, manual_ack: bool) -> Client:
+class _BufferedClient(Client):
+    """paho's Client, reading from the subscriber's `PacketBuffer` instead of its socket.
+
+    paho 2.x reads its socket in exactly one place, `Client._sock_recv(bufsize)` (2.1 and 2.2;
+    `_packet_read` calls it for the command byte, each remaining-length byte and the rest).
+    While `buffer` belongs to paho's current socket, those reads are served from it
+    (gateway/packets.py says why and keeps paho's view of the stream intact); for any other
+    socket (none registered yet, a reconnect under way) paho reads as it always did. The
+    subscriber's tests on Mosquitto would fail at the first CONNACK if a paho release stopped
+    reading through `_sock_recv`: the bytes would sit in our buffer, unseen.
+    """
+
+    buffer: tuple[Any, PacketBuffer] | None = None  # (the socket it was read from, the buffer)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buffer = self.buffer
+        if buffer is not None and buffer[0] is self._sock:
+            return buffer[1].recv(bufsize)
+        return super()._sock_recv(bufsize)
+
+    def bytes_received(self) -> None:
+        """Tell paho's keepalive that the broker sent something, as its own reads do after each
+        packet (`_last_bytes_received` in paho 2.2, `_last_msg_in` in 2.1). Without it, paho
+        would only see the packets it reads itself: with PUBLISH packets streaming in, it
+        would close the connection whenever a PINGRESP is late by one keepalive interval,
+        where it otherwise just pings again."""
+        name = "_last_bytes_received" if hasattr(self, "_last_bytes_received") else "_last_msg_in"
+        with self._msgtime_mutex:
+            setattr(self, name, time.monotonic())
+
+
+_C = TypeVar("_C", bound=Client)
+
+
+def _new_client(config: MqttConfig, *, persistent: bool, manual_ack: bool,
+                kind: type[_C]) -> _C:
     """A configured but unconnected paho client."""
     protocol = MQTTProtocolVersion.MQTTv5 if config.protocol == 5 else MQTTProtocolVersion.MQTTv311
     # paho refuses `clean_session` for MQTT 5 (it uses clean_start on connect instead).
     clean_session = None if config.protocol == 5 else not persistent
-    client = Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
-                    clean_session=clean_session, protocol=protocol, manual_ack=manual_ack)
+    client = kind(CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                  clean_session=clean_session, protocol=protocol, manual_ack=manual_ack)
     client.enable_logger(_paho_log)
     address = config.address
     if address.username is not None:
@@ -419,7 +457,7 @@ class MqttSubscriber:
 
     def __init__(self, config: MqttConfig) -> None:
         self.config = config
-        self._client: Client | None = None
+        self._client: _BufferedClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
         self._ready: asyncio.Future[None] | None = None
@@ -428,7 +466,6 @@ class MqttSubscriber:
         self._network: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()  # set when paho closes the socket: time to reconnect
         self._delay = config.reconnect_min_s
-        self._received = 0  # PUBLISH packets handed over so far (see _on_readable)
         # Which deliveries of the *current* connection are still unacknowledged. A packet id is
         # only valid on the connection that delivered it: after a reconnect the broker may reuse
         # it for a different message, so an ack for a delivery of an earlier connection must not
@@ -466,7 +503,7 @@ class MqttSubscriber:
         self._filters = [(f, qos) for f in filters]
         self._loop = asyncio.get_running_loop()
         self._ready = self._loop.create_future()
-        client = _new_client(self.config, persistent=True, manual_ack=True)
+        client = _new_client(self.config, persistent=True, manual_ack=True, kind=_BufferedClient)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -538,7 +575,7 @@ class MqttSubscriber:
 
     # -- the network, driven by the event loop
 
-    async def _run_network(self, client: Client) -> None:
+    async def _run_network(self, client: _BufferedClient) -> None:
         """Connect, reconnect with backoff after every loss, and run paho's keepalive."""
         while True:
             if client.socket() is None and not await self._connect(client):
@@ -555,7 +592,7 @@ class MqttSubscriber:
                 continue
             client.loop_misc()  # PINGREQ when due; closes the socket if PINGRESP is overdue
 
-    async def _connect(self, client: Client) -> bool:
+    async def _connect(self, client: _BufferedClient) -> bool:
         """One connection attempt; True once the socket is open and CONNECT queued.
 
         paho's `reconnect()` opens the TCP (and TLS) connection with blocking calls (DNS, connect
@@ -580,30 +617,80 @@ class MqttSubscriber:
         if sock is None:  # pragma: no cover - reconnect() returned without a socket
             return False
         loop = asyncio.get_running_loop()
-        loop.add_reader(sock, self._on_readable, client)
+        buffer = PacketBuffer(properties=self.config.protocol == 5)
+        client.buffer = (sock, buffer)
+        loop.add_reader(sock, self._on_readable, client, sock, buffer)
         if client.want_write():  # the CONNECT packet
             loop.add_writer(sock, client.loop_write)
         return True
 
-    def _on_readable(self, client: Client) -> None:
-        """The socket has data: read packets until one read hands over no message.
+    def _on_readable(self, client: _BufferedClient, sock: Any, buffer: PacketBuffer) -> None:
+        """The socket has data: read it in large chunks and hand over the packets in them.
 
-        paho's `loop_read()` reads at most one packet when no QoS 2 flow is open; returning to
-        the selector after each one would cost an epoll round per message. A read that yields
-        no PUBLISH (no complete packet yet, or a SUBACK/PINGRESP) ends the burst; the selector
-        calls again if more is waiting - except for bytes TLS already decrypted into its own
-        buffer (`pending()`), which the socket no longer shows: those are read here first."""
-        for _ in range(_READS_PER_WAKEUP):
-            before = self._received
-            rc = client.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return
-            if self._received == before and not _buffered(client.socket()):
+        One `recv` of up to 64 KiB brings ~200 events; the QoS 0/1 PUBLISH packets among them
+        become `InboundMessage`s here (gateway/packets.py), every other packet goes through
+        paho's `loop_read()`, which reads it from the buffer. Reading stops when the socket has
+        nothing more (EAGAIN: the selector calls again when it has), or after
+        `_RECVS_PER_WAKEUP` reads so that PUBACK writes get their turn; the selector would not
+        call again for bytes TLS already decrypted into its own buffer (`pending()`), so those
+        are read next, without waiting. What stays in our buffer between two calls is always
+        the beginning of a packet whose rest is still in the kernel (or on its way): every
+        whole packet is handed over before returning."""
+        for _ in range(_RECVS_PER_WAKEUP):
+            if not self._fill(client, sock, buffer):
                 break
+            self._drain(client, sock, buffer)
+            if client.socket() is not sock:
+                return  # paho closed the connection (EOF, error, protocol violation)
         else:
-            if _buffered(client.socket()):  # TLS bytes the selector cannot see: read them next
-                asyncio.get_running_loop().call_soon(self._on_readable, client)
-        _ack_segments_now(client.socket())
+            if _buffered(sock):  # TLS bytes the selector cannot see: read them next
+                asyncio.get_running_loop().call_soon(self._on_readable, client, sock, buffer)
+        _ack_segments_now(sock)
+
+    def _fill(self, client: _BufferedClient, sock: Any, buffer: PacketBuffer) -> bool:
+        """One `recv` into the buffer; False when the socket had nothing to give (EAGAIN).
+        EOF and errors are recorded in the buffer, for paho to meet after the last whole packet
+        (its reaction - closing the socket, on_disconnect, a reconnect - stays paho's)."""
+        try:
+            data = sock.recv(_RECV_BYTES)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except ssl.SSLWantWriteError:  # TLS must write before it can read: what paho does
+            self._on_socket_register_write(client, None, sock)
+            return False
+        except OSError as e:
+            buffer.close(e)
+            return True
+        if data:
+            buffer.feed(data)
+            client.bytes_received()
+        else:
+            buffer.close()  # EOF
+        return True
+
+    def _drain(self, client: _BufferedClient, sock: Any, buffer: PacketBuffer) -> None:
+        """Hand over every whole packet in the buffer, in order: PUBLISH QoS 0/1 ourselves,
+        the rest (and the end of the stream) through paho."""
+        arrived = time.monotonic()
+        while True:
+            publish = buffer.pop_publish()
+            if publish is not None:
+                self._hand_over(publish, arrived)
+                continue
+            if not (buffer.ready() or buffer.closed):
+                return  # empty, or a packet still arriving
+            before = buffer.consumed
+            rc = client.loop_read()  # reads the head packet from the buffer (or meets the end)
+            if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is not sock
+                    or buffer.consumed == before):
+                return
+
+    def _hand_over(self, publish: Publish, arrived: float) -> None:
+        inbound = InboundMessage(publish.topic, publish.payload, publish.mid, publish.qos,
+                                 publish.retain, publish.dup, arrived)
+        if inbound.qos > 0:
+            self._unacked[inbound.mid] = inbound
+        self._queue.put_nowait(inbound)
 
     def _on_socket_close(self, client: Client, userdata: Any, sock: Any) -> None:
         loop = self._loop
@@ -690,14 +777,9 @@ class MqttSubscriber:
         self._settle_ready(error)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
-        inbound = InboundMessage(
-            topic=message.topic, payload=bytes(message.payload), mid=message.mid,
-            qos=message.qos, retain=bool(message.retain), dup=bool(message.dup),
-            received_at_monotonic=time.monotonic())
-        if inbound.qos > 0:
-            self._unacked[inbound.mid] = inbound
-        self._received += 1
-        self._queue.put_nowait(inbound)
+        # The PUBLISH packets `_drain` leaves to paho: QoS 2, and any it could not take.
+        self._hand_over(Publish(message.topic, bytes(message.payload), message.mid, message.qos,
+                                bool(message.retain), bool(message.dup)), time.monotonic())
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:
@@ -775,7 +857,7 @@ class MqttPublisher:
             raise MqttError("already connected")
         self._loop = asyncio.get_running_loop()
         self._connected = self._loop.create_future()
-        client = _new_client(self.config, persistent=False, manual_ack=False)
+        client = _new_client(self.config, persistent=False, manual_ack=False, kind=Client)
         client.max_inflight_messages_set(self._max_inflight)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -309,11 +310,11 @@ def _split_signature(raw: bytes) -> tuple[bytes, bytes] | None:
     return signed, raw[hex_start:end]
 
 
-def _signed_payload(raw: bytes, device: DeviceContext) -> dict[str, Any] | None:
-    """The fast path: the payload parsed from the signed bytes themselves, when `raw` is in
-    canonical form and its HMAC verifies; None to take the general path.
+def _signed_bytes(raw: bytes, device: DeviceContext) -> bytes | None:
+    """The fast path: the bytes the device signed, when `raw` is in canonical form and its
+    HMAC verifies; None to take the general path.
 
-    Safe whatever the rest of `raw` says: what is returned is parsed from exactly the bytes
+    Safe whatever the rest of `raw` says: the payload is then parsed from exactly the bytes
     the device's secret signed (never from the unsigned remainder), so it is the content the
     device signed. A `raw` that is not canonical (pretty-printed, another key order, floats
     written differently), or whose found member is not the signature, simply fails this HMAC
@@ -328,9 +329,64 @@ def _signed_payload(raw: bytes, device: DeviceContext) -> dict[str, Any] | None:
     expected = hmac.digest(device.secret, signed, "sha256").hex().encode("ascii")
     if not hmac.compare_digest(expected, sig):
         return None
+    return signed
+
+
+def _signed_payload(raw: bytes, device: DeviceContext) -> dict[str, Any] | None:
+    """The payload parsed from the signed bytes (`_signed_bytes`), its device checked; None
+    to take the general path."""
+    signed = _signed_bytes(raw, device)
+    return None if signed is None else _parsed(signed, device)
+
+
+def _parsed(signed: bytes, device: DeviceContext) -> dict[str, Any]:
     payload = f.as_object(f.load_json(signed), "")
     _check_device(payload, device)
     return payload
+
+
+# The signed bytes of a canonical rfid.read (what zone readers and gates send all day), as
+# `encode_event` writes them. A text this pattern matches is a JSON object whose keys are
+# exactly these (sorted, so none twice), whose strings hold no escape or control character,
+# and whose numbers are plain JSON integers or decimals: what `load_json` would return is
+# known from the groups alone. Anything else (another key order, a key more, an escape, an
+# exponent, a null) takes the general path.
+_STRING = r'"([^"\\\x00-\x1f]*)"'
+_CANONICAL_READ = re.compile(
+    r'\{"body":\{"antenna":(0|[1-9][0-9]{0,4}),(?:"direction":"(in|out)",)?'
+    r'"epc":"([0-9A-Fa-f]{2,128})","rssi_dbm":(-?(?:0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?)\},'
+    r'"device_id":' + _STRING + r',"seq":(0|[1-9][0-9]{0,18}),'
+    r'"ts":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z)",'
+    r'"type":"rfid\.read"\}')
+_MAX_SEQ = 2**63 - 1
+
+
+def _canonical_read(signed: bytes, device: DeviceContext) -> TagRead | None:
+    """The TagRead of a canonical rfid.read's signed bytes, checked by hand: exactly what the
+    general path (JSON, `_check_device`, `_Envelope`, `parse_timestamp`, `RfidReadBody`,
+    `epc_hex`) returns for them. None for anything the general path would refuse or might
+    treat differently - it then runs and raises its own error (same reason, same order)."""
+    try:
+        match = _CANONICAL_READ.fullmatch(signed.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+    if match is None:
+        return None
+    antenna, direction, epc, rssi, fraction, device_id, seq_text, ts = match.groups()
+    seq = int(seq_text)
+    if (device_id != device.device_id or not 1 <= len(device_id) <= 256 or seq > _MAX_SEQ
+            or int(antenna) > 65535 or len(epc) % 2):
+        return None
+    try:
+        # json's own rule: a number with a fraction is parse_float's (Decimal), else an int.
+        rssi_dbm = f.as_number(Decimal(rssi) if fraction else int(rssi), "value")
+        # The pattern admits only "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z", which fromisoformat reads
+        # as parse_timestamp does (UTC; an invalid date or time raises ValueError).
+        at = datetime.fromisoformat(ts)
+    except (DecodeError, ValueError):
+        return None
+    return TagRead(device_id, at, f"{device_id}:{seq}", epc.upper(), int(antenna), rssi_dbm,
+                   direction, seq)  # type: ignore[arg-type]  # the pattern: "in", "out" or None
 
 
 def decode(raw: bytes, device: DeviceContext, now: datetime) -> list[Observation]:
@@ -340,14 +396,26 @@ def decode(raw: bytes, device: DeviceContext, now: datetime) -> list[Observation
     secret configured, HMAC verifies; then the envelope and body schemas. `now` is unused
     (native messages always carry `ts`); it is part of the common decoder signature.
 
-    A message in canonical form verifies first, over its own bytes (`_signed_payload`); any
-    other message is parsed and its canonical bytes rebuilt to verify (`_verify`).
+    A message in canonical form verifies first, over its own bytes (`_signed_bytes`); a
+    canonical rfid.read is then read by `_canonical_read`, without the JSON parser or the
+    schemas. Any other message is parsed and its canonical bytes rebuilt to verify
+    (`_verify`).
     """
-    payload = _signed_payload(raw, device)
-    if payload is None:
+    signed = _signed_bytes(raw, device)
+    if signed is not None:
+        read = _canonical_read(signed, device)
+        if read is not None:
+            return [read]
+        payload = _parsed(signed, device)
+    else:
         payload = f.as_object(f.load_json(raw), "")
         _check_device(payload, device)
         _verify(payload, device)
+    return [_observation(payload, device)]
+
+
+def _observation(payload: dict[str, Any], device: DeviceContext) -> Observation:
+    """The general path's schemas, after the signature: envelope, time, type, body."""
     envelope = _validate(_Envelope, payload, "")
     at = f.parse_timestamp(envelope.ts, "ts")
     build = _BUILDERS.get(envelope.type)
@@ -357,7 +425,7 @@ def decode(raw: bytes, device: DeviceContext, now: datetime) -> list[Observation
             type=envelope.type,
         )
     key = f"{device.device_id}:{envelope.seq}"
-    return [build(envelope.body, device.device_id, at, key, envelope.seq)]
+    return build(envelope.body, device.device_id, at, key, envelope.seq)
 
 
 def _rfid_read(body: dict[str, Any], device_id: str, at: datetime, key: str, seq: int) -> TagRead:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from gateway.device import DeviceContext
@@ -211,6 +211,82 @@ def test_a_moved_signature_never_yields_content_the_device_did_not_sign(position
     except DecodeError:
         return
     assert decoded == [genuine]
+
+
+def general_read(signed: bytes, device: DeviceContext = GATE) -> Any:
+    """What the general path (JSON, schemas) makes of signed bytes: an observation or the
+    DecodeError it raises."""
+    try:
+        return native._observation(native._parsed(signed, device), device)
+    except DecodeError as e:
+        return e
+
+
+def test_a_canonical_read_skips_the_json_parser_and_the_schemas() -> None:
+    for body in (READ, {**READ, "direction": "out"}, {**READ, "rssi_dbm": -70},
+                 {**READ, "rssi_dbm": Decimal("-0.0")}):
+        raw = encode_event("gate-01", 42, TS, "rfid.read", body, SECRET)
+        signed = native._signed_bytes(raw, GATE)
+        assert signed is not None
+        fast = native._canonical_read(signed, GATE)
+        assert fast is not None, body  # the fast path is taken...
+        assert fast == general_read(signed)  # ...and reads what the general path reads
+        assert str(fast.rssi_dbm) == str(general_read(signed).rssi_dbm)  # same Decimal digits
+        assert native.decode(raw, GATE, NOW) == [fast]
+
+
+_HEXES = st.integers(1, 64).flatmap(
+    lambda n: st.text(alphabet="0123456789abcdefABCDEF", min_size=2 * n, max_size=2 * n))
+_UNICODE_GATE = DeviceContext("gäte-01", "wh-sh-01", None, "rfid_zone", "native", SECRET)
+# Per field of a canonical rfid.read: (values the fast path must read, values it must leave
+# to the general path or read exactly like it: out of range, other JSON forms, not JSON).
+_FIELDS = {
+    "antenna": (st.integers(0, 65_535).map(str),
+                st.sampled_from(["65536", "99999", "-1", "01", "1.0", "1e2", "true", "null",
+                                 '"1"'])),
+    "direction": (st.sampled_from(["", '"direction":"in",', '"direction":"out",']),
+                  st.sampled_from(['"direction":"up",', '"direction":null,',
+                                   '"direction":"in","direction":"in",'])),
+    "epc": (_HEXES, st.text(alphabet="0123456789abcdefABCDEFxG\\", max_size=131)),
+    "rssi": (st.one_of(st.integers(-(10**6), 10**6).map(lambda n: str(Decimal(n).scaleb(-3))),
+                       st.integers(-200, 50).map(str), st.sampled_from(["-0", "-0.0", "0.10"])),
+             st.one_of(st.decimals(allow_nan=False, allow_infinity=False).map(str),
+                       st.integers(-(10**45), 10**45).map(str),
+                       st.sampled_from(["1e2", "-.5", "00.1", "1.", "null", '"-65.5"',
+                                        "0." + "0" * 29 + "1", "1" + "0" * 31 + ".5"]))),
+    "device_id": (st.just(""), st.sampled_from(["gate-02", "", "g" * 257, 'ga\\"te', "gate-01 "])),
+    "seq": (st.integers(0, 2**63 - 1).map(str),
+            st.sampled_from([str(2**63), str(2**64), "-1", "01", "1.0", "1e3"])),
+    "ts": (st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)).map(
+               lambda d: d.isoformat().replace("+00:00", "Z")),
+           st.sampled_from(["2024-02-30T10:00:00Z", "2024-03-01T24:00:00Z", "",
+                            "2024-03-01T10:00:60Z", "0000-01-01T00:00:00Z",
+                            "2024-03-01T10:00:00.1234567Z", "2024-03-01t10:00:00Z",
+                            "2024-03-01T10:00:00+00:00", "2024-03-01 10:00:00Z"])),
+}
+
+
+@given(device=st.sampled_from([GATE, _UNICODE_GATE]),
+       broken=st.sets(st.sampled_from(sorted(_FIELDS)), max_size=2), data=st.data())
+def test_the_fast_read_is_the_general_path_or_steps_aside(
+        device: DeviceContext, broken: set[str], data: st.DataObject) -> None:
+    """Whatever the signed bytes of an rfid.read hold: the fast path returns exactly what
+    the general path returns, or None - and then the general path gives its own verdict
+    (with its own reason, in its own order). With no field broken it must be taken."""
+    v = {name: data.draw(odd if name in broken else good, name)
+         for name, (good, odd) in _FIELDS.items()}
+    device_id = v["device_id"] or device.device_id
+    signed = (f'{{"body":{{"antenna":{v["antenna"]},{v["direction"]}"epc":"{v["epc"]}",'
+              f'"rssi_dbm":{v["rssi"]}}},"device_id":"{device_id}","seq":{v["seq"]},'
+              f'"ts":"{v["ts"]}","type":"rfid.read"}}').encode()
+    fast = native._canonical_read(signed, device)
+    general = general_read(signed, device)
+    event("fast" if fast is not None else "general")
+    if not broken:
+        assert fast is not None
+    if fast is not None:
+        assert fast == general
+        assert str(fast.rssi_dbm) == str(general.rssi_dbm)
 
 
 def test_a_canonical_message_with_one_byte_changed_is_refused() -> None:
