@@ -18,9 +18,10 @@ end; a site id of its own, so that its topics `pledge/v1/{site}/...` meet no oth
 
 Method.
 
-* Publisher: `publishers` raw paho connections (MQTT 5, QoS 1, paho's in-flight window raised
-  to 1,000), each device always on the same connection, so each device's `seq` reaches the
-  broker in order. Payloads are encoded and signed before a phase's clock starts.
+* Publisher: `publishers` MQTT 5 connections on raw asyncio streams (QoS 1, the broker's
+  Receive Maximum honoured), each device always on the same connection, so each device's `seq`
+  reaches the broker in order. Payloads are encoded and signed before a phase's clock starts.
+  Not paho: its `publish()` took ~70 % of a core here, CPU the consumers then lacked (`_Publishers`).
 * Closed loop. Mosquitto queues at most `max_queued_messages` (1,000 by default) per client
   beyond its in-flight window (Receive Maximum, 1,000) and silently drops the excess
   (docs/mqtt.md; measured again here: 2,000 of 2,500 unacknowledged messages kept), so an
@@ -75,6 +76,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -200,33 +202,158 @@ def _paho(url: str, client_id: str, *, manual_ack: bool) -> tuple[Client, str, i
     return client, address.host, address.port
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+async def _read_packet(r: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One MQTT control packet: (first byte, the rest after the remaining length)."""
+    first = (await r.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        digit = (await r.readexactly(1))[0]
+        length += (digit & 0x7F) << shift
+        shift += 7
+        if not digit & 0x80:
+            break
+    return first, await r.readexactly(length)
+
+
+class _Connection:
+    """One MQTT 5 publisher connection on raw asyncio streams: clean start, QoS 1, the broker's
+    Receive Maximum honoured (PUBLISHes beyond it wait for a PUBACK). Packets written in one
+    `write` per turn of the event loop; a refused PUBACK or a lost connection is raised by the
+    next `publish`."""
+
+    def __init__(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, receive_maximum: int,
+                 keepalive: int) -> None:
+        self.r, self.w = r, w
+        self.limit = receive_maximum
+        self.inflight = 0
+        self.waiting: deque[bytes] = deque()
+        self.out = bytearray()
+        self.flushing = False
+        self.mid = 0
+        self.topics: dict[str, bytes] = {}
+        self.error: BaseException | None = None
+        self.tasks = [asyncio.create_task(self._acks())]
+        if keepalive:
+            self.tasks.append(asyncio.create_task(self._pings(keepalive)))
+
+    @classmethod
+    async def open(cls, url: str, client_id: str) -> _Connection:
+        address = parse_mqtt_url(url)
+        tls = None
+        if address.tls:
+            import ssl
+
+            tls = ssl.create_default_context()
+        r, w = await asyncio.open_connection(address.host, address.port, ssl=tls)
+        flags = 0x02  # clean start
+        flags |= (0x80 if address.username is not None else 0) | (0x40 if address.password is not None else 0)
+        body = _utf8("MQTT") + bytes([5, flags]) + b"\x00\x00" + b"\x00" + _utf8(client_id)
+        body += _utf8(address.username) if address.username is not None else b""
+        body += _utf8(address.password) if address.password is not None else b""
+        w.write(b"\x10" + _varint(len(body)) + body)  # CONNECT, keepalive 0, no properties
+        first, ack = await _read_packet(r)
+        if first != 0x20 or len(ack) < 2 or ack[1] != 0:
+            w.close()
+            raise RuntimeError(f"publisher {client_id}: CONNACK refused ({first:#x}, {ack[:2].hex()})")
+        props = Properties(PacketTypes.CONNACK)
+        props.unpack(ack[2:])
+        return cls(r, w, getattr(props, "ReceiveMaximum", 65535), getattr(props, "ServerKeepAlive", 0))
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"publisher connection failed: {self.error!r}")
+        prefix = self.topics.get(topic)
+        if prefix is None:
+            prefix = self.topics[topic] = _utf8(topic)
+        self.mid = self.mid % 65535 + 1
+        body = b"".join((prefix, self.mid.to_bytes(2, "big"), b"\x00", payload))
+        packet = b"\x32" + _varint(len(body)) + body  # PUBLISH, QoS 1, no properties
+        if self.inflight < self.limit:
+            self.inflight += 1
+            self._send(packet)
+        else:
+            self.waiting.append(packet)
+
+    def _send(self, packet: bytes) -> None:
+        self.out += packet
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flushing = False
+        if self.out and not self.w.is_closing():
+            self.w.write(bytes(self.out))
+        self.out.clear()
+
+    async def _acks(self) -> None:
+        try:
+            while True:
+                first, body = await _read_packet(self.r)
+                if first >> 4 == 4:  # PUBACK: packet id, then a reason code if not success
+                    if len(body) > 2 and body[2] >= 0x80:
+                        raise RuntimeError(f"PUBACK refused with reason code {body[2]:#x}")
+                    self.inflight -= 1
+                    if self.waiting:
+                        self.inflight += 1
+                        self._send(self.waiting.popleft())
+                elif first >> 4 == 14:
+                    raise RuntimeError(f"broker sent DISCONNECT {body[:1].hex()}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # kept for the next publish to raise
+            self.error = e
+
+    async def _pings(self, keepalive: int) -> None:
+        while True:
+            await asyncio.sleep(keepalive / 2)
+            self._send(b"\xc0\x00")
+
+    def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        if not self.w.is_closing():
+            self._flush()
+            self.w.write(b"\xe0\x00")  # DISCONNECT, normal
+            self.w.close()
+
+
 class _Publishers:
-    """`n` raw paho connections (MQTT 5, QoS 1, clean start). MqttPublisher keeps a future per
-    message, which costs more than the gateway phases can spare on a 2-core machine."""
+    """`n` publisher connections (MQTT 5, QoS 1, clean start) on raw asyncio streams. paho's
+    `publish()` costs ~100 us of Python per message (and its network thread competes for the
+    GIL): on this 2-core machine the publisher took ~70 % of a core, CPU that the consumers it
+    feeds then lacked, most of all the two gateways of (d). These connections write prebuilt
+    packets, like the HTTP bench's minimal client (api/bench.py)."""
 
     def __init__(self, url: str, n: int, run: str) -> None:
-        self.clients: list[Client] = []
-        for i in range(n):
-            client, host, port = _paho(url, f"bench-{run}-pub{i}", manual_ack=False)
-            client.max_inflight_messages_set(1000)  # paho's default 20 would be the bottleneck
-            client.connect(host, port, keepalive=30, clean_start=True)
-            client.loop_start()
-            self.clients.append(client)
+        self.url, self.n, self.run = url, n, run
+        self.clients: list[_Connection] = []
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not all(c.is_connected() for c in self.clients):
-            if time.monotonic() > deadline:
-                raise RuntimeError("publisher connections did not connect")
-            await asyncio.sleep(0.02)
+        for i in range(self.n):
+            conn = _Connection.open(self.url, f"bench-{self.run}-pub{i}")
+            self.clients.append(await asyncio.wait_for(conn, timeout))
 
     def publish(self, event: _Event) -> None:
-        self.clients[event[0]].publish(event[1], event[2], qos=1)
+        self.clients[event[0]].publish(event[1], event[2])
 
     def close(self) -> None:
         for c in self.clients:
-            c.disconnect()
-            c.loop_stop()
+            c.close()
 
 
 # --------------------------------------------------------------------------- consumers
