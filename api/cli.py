@@ -102,7 +102,8 @@ def api_command(
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     workers: Annotated[
-        int, typer.Option(min=1, help="processes serving one socket (each with its own pool of connections)")
+        int,
+        typer.Option(min=1, help="API processes, each with its own socket (SO_REUSEPORT), pool, money desk"),
     ] = 1,
 ) -> None:
     """Serve the HTTP API alone (OpenAPI at /docs)."""
@@ -112,15 +113,9 @@ def api_command(
 
     settings = Settings()
     if workers > 1:
-        uvicorn.run(
-            "api.main:worker_app",
-            factory=True,
-            workers=workers,
-            host=host or settings.api_host,
-            port=port or settings.api_port,
-            log_level=log_level,
-            access_log=log_level in ("debug", "trace"),
-        )
+        from api.workers import serve
+
+        serve(host or settings.api_host, port or settings.api_port, workers, log_level)
         return
 
     async def go() -> None:

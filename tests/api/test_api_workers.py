@@ -1,5 +1,6 @@
-"""`pledge api --workers N`: N uvicorn worker processes on one socket, each building its own
-platform from the environment (api.main:worker_app)."""
+"""`pledge api --workers N`: N API processes on one port, each building its own platform from
+the environment (api.main:worker_app), each with its own listening socket (api/workers.py), so
+that the kernel spreads connections across them."""
 
 from __future__ import annotations
 
@@ -69,6 +70,27 @@ def test_two_workers_serve_one_port_with_the_configured_store(tmp_path: Path) ->
         assert len(workers) >= 2
         bad = httpx.get(f"http://127.0.0.1:{port}/v1/facilities", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401
+        # 32 keep-alive connections land on both workers (uvicorn's one shared socket let one
+        # worker take nearly all of them); all 32 on one of two is a 1 in 2**31 chance.
+        held = []
+        for _ in range(32):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")
+            held.append(c)
+        mine = [[k for k in w.net_connections("tcp") if k.laddr.port == port] for w in workers]
+        per_worker = [
+            sum(1 for k in ks if k.status == "ESTABLISHED")
+            for ks in mine
+            if any(k.status == "LISTEN" for k in ks)  # a worker (not multiprocessing's tracker)
+        ]
+        assert len(per_worker) == 2, per_worker
+        assert sum(per_worker) == 32 and all(n > 0 for n in per_worker), per_worker
+        for c in held:
+            c.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert server.returncode == 0
+    alive = [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, "workers outlived SIGTERM"
