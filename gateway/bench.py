@@ -87,7 +87,7 @@ from typing import Any
 import psutil
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessage, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from rich.console import Console
 from sqlalchemy import text
 
@@ -202,15 +202,6 @@ def _paho(url: str, client_id: str, *, manual_ack: bool) -> tuple[Client, str, i
     return client, address.host, address.port
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _utf8(s: str) -> bytes:
     b = s.encode()
     return len(b).to_bytes(2, "big") + b
@@ -264,7 +255,7 @@ class _Connection:
         body = _utf8("MQTT") + bytes([5, flags]) + b"\x00\x00" + b"\x00" + _utf8(client_id)
         body += _utf8(address.username) if address.username is not None else b""
         body += _utf8(address.password) if address.password is not None else b""
-        w.write(b"\x10" + _varint(len(body)) + body)  # CONNECT, keepalive 0, no properties
+        w.write(b"\x10" + VariableByteIntegers.encode(len(body)) + body)  # CONNECT, keepalive 0
         first, ack = await _read_packet(r)
         if first != 0x20 or len(ack) < 2 or ack[1] != 0:
             w.close()
@@ -281,7 +272,7 @@ class _Connection:
             prefix = self.topics[topic] = _utf8(topic)
         self.mid = self.mid % 65535 + 1
         body = b"".join((prefix, self.mid.to_bytes(2, "big"), b"\x00", payload))
-        packet = b"\x32" + _varint(len(body)) + body  # PUBLISH, QoS 1, no properties
+        packet = b"\x32" + VariableByteIntegers.encode(len(body)) + body  # PUBLISH, QoS 1, no properties
         if self.inflight < self.limit:
             self.inflight += 1
             self._send(packet)

@@ -115,7 +115,7 @@ class MoneyDesk:
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
             weakref.WeakKeyDictionary()
         )
-        self.batches = 0  # batches committed, and the requests in them (for the benchmark)
+        self.batches = 0  # batches committed, and the requests in them (tests, diagnostics)
         self.batched = 0
         self.retried = 0  # batches that failed before COMMIT and were run again request by request
 
