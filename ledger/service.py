@@ -131,10 +131,6 @@ class LedgerService:
         """A unit of work on the ledger's store, for callers that add their own writes."""
         return self.store.transaction()
 
-    def money_transaction(self) -> Any:
-        """The store's money desk (`MoneyTx`): one drawdown or repayment, few round trips."""
-        return self.store.money_transaction()
-
     # --- reference data ------------------------------------------------------------------------
     async def add(self, obj: Site | Zone | Sku | Borrower) -> None:
         """Add reference data; re-adding identical data is a no-op, different data an error."""
