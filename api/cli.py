@@ -303,6 +303,7 @@ def gateway_options(settings: Settings) -> GatewayOptions:
         batch_max=settings.batch_max,
         batch_max_wait_s=settings.batch_max_wait_s,
         tick_s=settings.gateway_tick_s,
+        pipeline=settings.gateway_pipeline,
         ingest=IngestConfig(
             debounce_s=settings.debounce_s,
             max_skew_s=settings.max_clock_skew_s,

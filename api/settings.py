@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     gateway_tick_s: float = Field(
         0.25, gt=0, description="how often the gateway closes quiet gate passages and sweeps"
     )
+    gateway_pipeline: int = Field(
+        2, ge=1, description="gateway batches committing at once (gateway/app.py); SQLite: always 1"
+    )
     device_refresh_s: float = Field(30.0, gt=0, description="how often the device cache is reloaded")
     # Cost-plus pricing (annual fractions): funding + operating + risk premium by tier + margin.
     money_batches: int = Field(

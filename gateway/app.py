@@ -1,20 +1,33 @@
 """The gateway runner: subscriber -> batches -> ingest (one transaction) -> acknowledgements.
 
     event loop (paho loop_read) --> subscriber queue --pump--> batch queue
-        --> batch (<= batch_max messages, <= batch_max_wait_s after its first) --> Ingest.process
-        --> commit --> MqttSubscriber.ack(each message)
+        --> batch (<= batch_max messages, <= batch_max_wait_s after its first)
+        --> Ingest.commit (up to `pipeline` batches at once, each its own transaction)
+        --> in batch order: Ingest.settle --> MqttSubscriber.ack(each message)
+
+Pipelining: while one batch's transaction is in PostgreSQL, the next batch is decoded and
+its transaction started (`pipeline`, 2 by default; 1 is strictly one batch after another).
+Each batch's commit is independent of the others' (the store resolves concurrent batches as
+it does for the gateways of a shared subscription: gateway/ingest.py `_Batch`); what happens
+after the commit does not commute, so one task settles the batches in the order they were
+taken - gate reads reach their portals in that order - and acknowledges each batch's
+messages after its settle, so PUBACKs go out in the order the PUBLISH packets arrived (as
+MQTT asks), never before the commit. Once a batch is given up unacknowledged (stop during a
+store outage), no later batch is acknowledged either: the broker redelivers them all, and
+deduplication absorbs what was committed.
 
 Between batches, at most every `tick_s`, `Ingest.tick` closes quiet gate passages, sweeps
-silent devices and prunes dedup keys. All of it runs in one asyncio task, so ingest never sees
-two batches at once.
+silent devices and prunes dedup keys, on the settling task.
 
-When the store is unavailable `Ingest.process` raises; the batch is retried with backoff and
+When the store is unavailable `Ingest.commit` raises; the batch is retried with backoff and
 nothing is acknowledged meanwhile. The broker stops sending once its in-flight window is full
 (docs/mqtt.md), which is the back-pressure. On amqtt (the embedded broker) a message not
 acknowledged within 5 s is dropped: the outage guarantee only holds on Mosquitto/EMQX.
 
 `run_gateway` is what `pledge gateway` and `pledge serve` call: it starts the embedded broker
 when no broker URL is configured (MQTT 3.1.1, no shared subscriptions), then runs until `stop`.
+SQLite has one writer at a time, so there the pipeline is 1 (a second transaction would only
+wait for the first).
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from datetime import datetime
 from typing import Literal
 
 from gateway.broker import EmbeddedBroker
-from gateway.ingest import Ingest, IngestConfig
+from gateway.ingest import Committed, Ingest, IngestConfig
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import InboundMessage, MqttConfig, MqttSubscriber
 from gateway.topics import PREFIX, events_filter, shared, status_filter
@@ -58,6 +71,7 @@ class GatewayOptions:
     batch_max: int = 500
     batch_max_wait_s: float = 0.02
     tick_s: float = 0.25
+    pipeline: int = 2  # batches committing at once (1 on SQLite)
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
@@ -86,42 +100,57 @@ class Gateway:
         batch_max: int = 500,
         batch_max_wait_s: float = 0.02,
         tick_s: float = 0.25,
+        pipeline: int = 2,
     ) -> None:
-        if batch_max < 1 or batch_max_wait_s < 0 or tick_s <= 0:
-            raise ValueError("need batch_max >= 1, batch_max_wait_s >= 0, tick_s > 0")
+        if batch_max < 1 or batch_max_wait_s < 0 or tick_s <= 0 or pipeline < 1:
+            raise ValueError("need batch_max >= 1, batch_max_wait_s >= 0, tick_s > 0, pipeline >= 1")
         self.subscriber = subscriber
         self.ingest = ingest
         self.filters = filters
         self.batch_max = batch_max
         self.batch_max_wait_s = batch_max_wait_s
         self.tick_s = tick_s
+        self.pipeline = pipeline
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
         self.batches = 0
         self.acked = 0
+        self._halted = False  # a batch was given up unacknowledged: acknowledge nothing after it
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
-        """Start ingest and the subscription, then loop until `stop` is set. The batch being
-        processed when `stop` is set is finished (committed and acknowledged) first."""
+        """Start ingest and the subscription, then loop until `stop` is set. The batches being
+        committed when `stop` is set are finished (committed and acknowledged) first."""
         await self.ingest.start()
         await self.subscriber.start(self.filters)
         self.ingest.resume()
         pump = asyncio.create_task(self._pump(), name="gateway-pump")
+        slots = asyncio.Semaphore(self.pipeline)
+        taken: asyncio.Queue[_Taken | None] = asyncio.Queue()
+        settler = asyncio.create_task(self._settle_in_order(taken, slots), name="gateway-settle")
         log.info("gateway ready: subscribed to %s", self.filters)
         if ready is not None:
             ready()
-        next_tick = time.monotonic()
         try:
             while not stop.is_set():
                 if pump.done():  # the subscriber ended under us
                     pump.result()
                     break
+                if settler.done():
+                    settler.result()
+                    break
+                await slots.acquire()  # released by the settler once a commit is over
+                if stop.is_set():
+                    slots.release()
+                    break
                 batch = await self._next_batch()
-                if batch:
-                    await self._commit_and_ack(batch, stop)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self.tick_s
-                    await self._tick()
+                if not batch:
+                    slots.release()
+                    continue
+                commit = asyncio.create_task(self._commit(batch, stop), name="gateway-commit")
+                taken.put_nowait(_Taken(batch, commit))
         finally:
+            taken.put_nowait(None)  # the settler finishes what was taken, then returns
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(settler)
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
@@ -161,20 +190,51 @@ class Gateway:
                 break
         return batch
 
-    async def _commit_and_ack(self, batch: list[InboundMessage], stop: asyncio.Event) -> None:
+    async def _commit(self, batch: list[InboundMessage], stop: asyncio.Event) -> Committed | None:
+        """Commit a batch, retrying with backoff while the store is unavailable; None when
+        `stop` came first (the batch is then not acknowledged)."""
         delay = 0.25
         while True:
             try:
-                await self.ingest.process(batch)
-                break
+                return await self.ingest.commit(batch)
             except Exception:
                 log.exception("cannot commit a batch of %d; retrying in %.2f s (nothing acknowledged)",
                               len(batch), delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():
-                    return  # not acknowledged: the broker redelivers to the next process
+                    return None  # not acknowledged: the broker redelivers to the next process
                 delay = min(delay * 2, _MAX_RETRY_S)
+
+    async def _settle_in_order(self, taken: asyncio.Queue[_Taken | None], slots: asyncio.Semaphore) -> None:
+        """Settle and acknowledge the batches in the order they were taken; tick in between.
+        Returns after the None that `run` queues when it stops taking batches."""
+        next_tick = time.monotonic()
+        while True:
+            try:
+                entry = await asyncio.wait_for(taken.get(), max(0.0, next_tick - time.monotonic()))
+            except TimeoutError:
+                entry = _IDLE
+            if entry is None:
+                return
+            if entry is not _IDLE:
+                try:
+                    committed = await entry.commit
+                finally:
+                    slots.release()
+                await self._settle_and_ack(entry.batch, committed)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick_s
+                await self._tick()
+
+    async def _settle_and_ack(self, batch: list[InboundMessage], committed: Committed | None) -> None:
+        if committed is None or self._halted:
+            self._halted = True
+            return
+        try:
+            await self.ingest.settle(committed)
+        except Exception:  # committed already: a restart rebuilds open passages from the store
+            log.exception("settling a committed batch of %d failed; acknowledging it", len(batch))
         for message in batch:
             if self.subscriber.ack(message):
                 self.acked += 1
@@ -185,6 +245,17 @@ class Gateway:
             await self.ingest.tick()
         except Exception:
             log.exception("gateway housekeeping failed; will retry")
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A batch taken off the queue and the task committing it."""
+
+    batch: list[InboundMessage]
+    commit: asyncio.Task[Committed | None]
+
+
+_IDLE = _Taken([], None)  # type: ignore[arg-type]  # the settler's "nothing arrived: tick"
 
 
 async def run_gateway(
@@ -219,9 +290,10 @@ async def run_gateway(
                             receive_maximum=options.receive_maximum)
         ingest = Ingest(ledger, clock, metrics, options.ingest)
         filters = subscription_filters(group, options.sites)
+        pipeline = options.pipeline if ledger.store.concurrent_writes else 1
         gateway = Gateway(MqttSubscriber(config), ingest, filters=filters,
                           batch_max=options.batch_max, batch_max_wait_s=options.batch_max_wait_s,
-                          tick_s=options.tick_s)
+                          tick_s=options.tick_s, pipeline=pipeline)
         log.info("gateway connecting to %s as %r (MQTT %s)", config.redacted_url,
                  options.client_id, protocol)
         await gateway.run(stop, ready)

@@ -74,7 +74,7 @@ from gateway.topics import Topic, events_topic, parse_topic
 from ledger.core.lot import Lot, apply_movement
 from ledger.service import LedgerService
 
-__all__ = ["BatchReport", "Ingest", "IngestConfig", "StoreUnavailable"]
+__all__ = ["BatchReport", "Committed", "Ingest", "IngestConfig", "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,14 @@ class _Committed:
     latest_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A batch `Ingest.commit` committed, for `Ingest.settle` (its `now` is the batch's)."""
+
+    done: _Committed
+    now: datetime
+
+
 _SEQUENCED = (TagRead, WeightSample, CameraCount, Heartbeat)  # a tuple: isinstance's fast case
 
 
@@ -167,7 +175,9 @@ def _seq(o: Observation) -> int | None:
 class Ingest:
     """Turns batches of MQTT messages into committed evidence and movements (see module doc).
 
-    Not safe for concurrent use: one runner task calls `process` and `tick` in turn.
+    `process(batch)` is `settle(await commit(batch))`. `commit` may run for several batches at
+    once (the runner pipelines them: gateway/app.py); `settle` and `tick` must run on one task,
+    `settle` in the order the batches were taken, since gate reads reach their portals there.
     """
 
     def __init__(
@@ -235,11 +245,18 @@ class Ingest:
     # ------------------------------------------------------------------ batches
 
     async def process(self, messages: Sequence[InboundMessage]) -> BatchReport:
-        """Commit what `messages` carry (one transaction, or one per message after a failure).
+        """Commit what `messages` carry and settle it (`commit`, then `settle`).
         Raises StoreUnavailable when nothing could be committed; then ack nothing."""
-        if not messages:
-            return BatchReport()
+        return await self.settle(await self.commit(messages))
+
+    async def commit(self, messages: Sequence[InboundMessage]) -> Committed:
+        """Decode and commit what `messages` carry (one transaction, or one per message after a
+        failure); nothing in memory changes but the registry copy. Safe to run for several
+        batches at once: the store sorts out concurrent batches as it does for the gateways of a
+        shared subscription (`_Batch`). Raises StoreUnavailable when nothing could be committed."""
         now = self.clock()
+        if not messages:
+            return Committed(_Committed(), now)
         self.metrics.received.inc(len(messages))
         items = [await self._prepare(m, now) for m in messages]
         started = time.perf_counter()
@@ -251,6 +268,12 @@ class Ingest:
             done = await self._commit_each(items, now)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
+        return Committed(done, now)
+
+    async def settle(self, committed: Committed) -> BatchReport:
+        """Apply a committed batch in memory: its gate reads to their portals (committing the
+        passages they close) and its counts to the metrics. Call in batch order, on one task."""
+        done, now = committed.done, committed.now
         report = done.report
         closed = self._feed(done.gate_reads, now)
         if closed:

@@ -312,6 +312,10 @@ class MoneyBatchTx(abc.ABC):
 
 
 class LedgerStore(abc.ABC):
+    # Whether transactions that write can make progress side by side (PostgreSQL), or the
+    # store admits one writer at a time (SQLite), so that starting a second only makes it wait.
+    concurrent_writes: bool = True
+
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         """An atomic unit of work yielding a `LedgerTx`."""

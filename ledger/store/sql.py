@@ -658,3 +658,4 @@ class PostgresStore(SqlLedgerStore):
 
 class SqliteStore(SqlLedgerStore):
     dialect = "sqlite"
+    concurrent_writes = False  # BEGIN IMMEDIATE: one writer at a time
