@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway.bulk import insert_new, insert_rows
+from gateway.bulk import _copied, insert_new, insert_rows
 from gateway.tables import camera_count, seen_event, tag_read
 
 AT = datetime(2024, 3, 1, 10, 0, 0, 120_000, tzinfo=UTC)
@@ -58,3 +58,44 @@ async def test_insert_new_skips_known_keys_and_says_which_it_inserted(store: Any
     assert first == {("SH1", "a"), ("SH1", "b")}
     assert second == {("SH1", "c")}
     assert nothing == set()
+
+
+async def test_copy_inside_the_transaction_and_rolled_back_with_it(pg_store: Any) -> None:
+    """On PostgreSQL plain inserts go by binary COPY on the transaction's own connection once
+    the transaction has begun on the server, and by the unnest INSERT before; either way they
+    are part of the transaction."""
+    rows = [read(n) for n in range(1, 6)]
+    async with pg_store.transaction() as tx:
+        assert not await _copied(tx.conn, tag_read, list(rows[0]), rows)  # nothing begun yet
+        await tx.conn.execute(select(1))
+        assert await _copied(tx.conn, tag_read, list(rows[0]), rows)
+    async with pg_store.transaction() as tx:
+        stored = [dict(r._mapping) for r in await tx.conn.execute(
+            select(tag_read).order_by(tag_read.c.read_id))]
+    assert [{k: v for k, v in r.items() if k != "read_id"} for r in stored] == rows
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo):
+        async with pg_store.transaction() as tx:
+            await tx.conn.execute(select(1))
+            await insert_rows(tx.conn, tag_read, [read(7), read(8)])
+            raise Undo
+    with pytest.raises(Undo):
+        async with pg_store.transaction() as tx:
+            await insert_rows(tx.conn, tag_read, [read(9)])  # first statement: the INSERT path
+            raise Undo
+    async with pg_store.transaction() as tx:
+        assert len(list(await tx.conn.execute(select(tag_read.c.read_id)))) == 5
+
+
+async def test_copy_refuses_what_postgresql_cannot_store(pg_store: Any) -> None:
+    with pytest.raises(Exception, match=r"0x00|NUL|null character"):
+        async with pg_store.transaction() as tx:
+            await tx.conn.execute(select(1))
+            await insert_rows(tx.conn, tag_read, [read(1, epc="AB\x00CD")])
+    with pytest.raises(Exception, match="timezone-aware"):
+        async with pg_store.transaction() as tx:
+            await tx.conn.execute(select(1))
+            await insert_rows(tx.conn, tag_read, [read(2, at=datetime(2024, 3, 1))])
