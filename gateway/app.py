@@ -138,19 +138,30 @@ class Gateway:
                     settler.result()
                     break
                 await slots.acquire()  # released by the settler once a commit is over
-                if stop.is_set():
+                if stop.is_set() or settler.done():
                     slots.release()
-                    break
+                    continue
                 batch = await self._next_batch()
                 if not batch:
                     slots.release()
                     continue
                 commit = asyncio.create_task(self._commit(batch, stop), name="gateway-commit")
                 taken.put_nowait(_Taken(batch, commit))
+        except BaseException:
+            settler.cancel()  # a failure or a cancellation: no batch in flight is acknowledged
+            raise
         finally:
             taken.put_nowait(None)  # the settler finishes what was taken, then returns
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(settler)
+                await asyncio.wait([settler])  # its failure, if any, was raised above already
+            # What the settler did not get to (it failed or was cancelled): stop those commits.
+            # Their batches stay unacknowledged; whatever of them committed is a duplicate later.
+            left = [e.commit for e in _drain(taken) if e is not None and not e.commit.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(left)
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
@@ -209,6 +220,14 @@ class Gateway:
     async def _settle_in_order(self, taken: asyncio.Queue[_Taken | None], slots: asyncio.Semaphore) -> None:
         """Settle and acknowledge the batches in the order they were taken; tick in between.
         Returns after the None that `run` queues when it stops taking batches."""
+        try:
+            await self._settle_loop(taken, slots)
+        except BaseException:
+            for _ in range(self.pipeline):  # never leave `run` waiting for a slot
+                slots.release()
+            raise
+
+    async def _settle_loop(self, taken: asyncio.Queue[_Taken | None], slots: asyncio.Semaphore) -> None:
         next_tick = time.monotonic()
         while True:
             try:
@@ -253,6 +272,13 @@ class _Taken:
 
     batch: list[InboundMessage]
     commit: asyncio.Task[Committed | None]
+
+
+def _drain(queue: asyncio.Queue[_Taken | None]) -> list[_Taken | None]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 _IDLE = _Taken([], None)  # type: ignore[arg-type]  # the settler's "nothing arrived: tick"

@@ -157,3 +157,30 @@ async def _acked(run: _Run, n: int) -> bool:
 
 async def _rows(w: World, n: int) -> bool:
     return await count(w, tag_read) >= n
+
+
+async def test_a_failure_after_the_commit_ends_the_run_instead_of_hanging_it(
+    world: World, mqtt_url: str
+) -> None:
+    """If the settling task dies (here: the acknowledgement itself raises), `run` must not
+    wait forever for a pipeline slot: it ends with that error, and the batch stays with the
+    broker (committed, unacknowledged: a redelivery is a duplicate)."""
+    w = world
+
+    async def plain(_seqs: list[int], commit: Commit) -> Committed:
+        return await commit()
+
+    run = _Run(w, mqtt_url, plain)
+
+    def broken(message: InboundMessage) -> bool:
+        raise RuntimeError("the socket is gone (simulated)")
+
+    run.gateway.subscriber.ack = broken  # type: ignore[method-assign]
+    await run.start()
+    zone = w.native("zone-1")
+    await publish(Target("pipeline", mqtt_url, 5, w), [zone.read(epc(1), w.clock()) for _ in range(40)])
+    assert run.task is not None
+    with pytest.raises(RuntimeError, match="simulated"):
+        await asyncio.wait_for(run.task, 20)
+    await discard_session(run.config)
+    assert await count(w, tag_read) >= 1
