@@ -48,3 +48,25 @@ async def test_the_ingest_benchmark_runs_every_phase_and_prints_its_figures(mqtt
     figures = {k: float(v) for k, v in found.groupdict().items()}
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     assert 20 < figures["rss"] < 2000  # MB: a real VmHWM, not a unit slip
+
+
+def test_the_latency_cursor_sees_a_batch_that_commits_after_a_later_one() -> None:
+    """(c) polls `tag_read` by id; with pipelined commits, ids 1-3 can become visible after
+    4-6. Every row is counted exactly once, and a gap that no commit fills is passed after
+    `gap_s`, not waited on forever."""
+    from gateway.bench import _Cursor
+
+    def rows(*ids: int) -> list[dict[str, int]]:
+        return [{"read_id": i} for i in ids]
+
+    cursor = _Cursor(0, gap_s=2.0)
+    assert [r["read_id"] for r in cursor.new(rows(4, 5, 6), now=10.0)] == [4, 5, 6]
+    assert cursor.below == 0  # 1-3 may still commit
+    assert [r["read_id"] for r in cursor.new(rows(1, 2, 3, 4, 5, 6, 7), now=10.5)] == [1, 2, 3, 7]
+    assert cursor.below == 7
+    assert [r["read_id"] for r in cursor.new(rows(9, 10), now=11.0)] == [9, 10]
+    assert cursor.below == 7  # 8 is missing: held until gap_s passed
+    assert cursor.new(rows(9, 10), now=12.0) == []
+    assert cursor.new(rows(9, 10), now=13.5) == []
+    assert cursor.below == 10  # 8 given up (a rolled-back insert), 9 and 10 passed
+    assert [r["read_id"] for r in cursor.new(rows(11), now=13.6)] == [11]
