@@ -46,9 +46,11 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # CPU seconds of the API's processes while measuring
+    seconds: float = 0.0  # measured time
 
     def add(self, other: Load) -> None:
         self.cpu_s += other.cpu_s
+        self.seconds += other.seconds
         self.latencies += other.latencies
         for k, v in other.statuses.items():
             self.statuses[k] = self.statuses.get(k, 0) + v
@@ -56,8 +58,8 @@ class Load:
     def cpu_per_request_us(self) -> float:
         return 1e6 * self.cpu_s / max(1, len(self.latencies))
 
-    def rate(self, seconds: float) -> float:
-        return len(self.latencies) / seconds
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
 
     def p(self, q: float) -> float:
         xs = sorted(self.latencies)
@@ -191,7 +193,7 @@ async def _load_postings(url: str, schema: str, ids: list[str], count: int) -> N
 
 async def _run(
     port: int, clients: int, seconds: float, make, warmup: float = 1.0, cpu: _Cpu | None = None
-) -> tuple[Load, float]:
+) -> Load:
     """`clients` closed-loop keep-alive clients for `warmup` + `seconds`; only requests that
     start after the warm-up count (the first ones fill the server's caches: tokens, facilities,
     prepared statements, new pooled connections), and only the API CPU spent after it."""
@@ -215,12 +217,12 @@ async def _run(
             n += 1
 
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
-    elapsed = time.perf_counter() - measure_from
+    load.seconds = time.perf_counter() - measure_from
     if cpu is not None:
         load.cpu_s = cpu.since_mark()
     for c in conns:
         c.close()
-    return load, elapsed
+    return load
 
 
 def _money(ids: list[str], secrets: list[str], run_id: str):
@@ -308,21 +310,14 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _side_by_side(
     port: int, seconds: float, rounds: int, money_load, cpu: _Cpu
-) -> tuple[Load, Load, float, float]:
+) -> tuple[Load, Load]:
     """(a) and (b) in alternating slices, `rounds` of each, so that whatever else the machine
-    does in the meantime weighs on both alike: (health, money, seconds of a, seconds of b)."""
-    health, money = Load(), Load()
-    t_a = t_b = 0.0
+    does in the meantime weighs on both alike: (health, money)."""
+    health, money, slice_s = Load(), Load(), seconds / rounds
     for r in range(rounds):
-        part, t = await _run(port, 64, seconds / rounds, lambda i, n: ("GET", "/v1/health", {}, b""), cpu=cpu)
-        health.add(part)
-        t_a += t
-        part, t = await _run(
-            port, 64, seconds / rounds, lambda i, n, r=r: money_load(i, n, f"{r}"), cpu=cpu
-        )
-        money.add(part)
-        t_b += t
-    return health, money, t_a, t_b
+        health.add(await _run(port, 64, slice_s, lambda i, n: ("GET", "/v1/health", {}, b""), cpu=cpu))
+        money.add(await _run(port, 64, slice_s, lambda i, n, r=r: money_load(i, n, f"{r}"), cpu=cpu))
+    return health, money
 
 
 async def run_drawdown_bench(
@@ -348,10 +343,8 @@ async def run_drawdown_bench(
             f"{seconds:.0f}s per phase after a 1s warm-up; (a) and (b) alternate in {rounds} slices each"
         )
         cpu = _Cpu(server.pid)
-        health, money, t_a, t_b = await _side_by_side(
-            port, seconds, rounds, _money(ids, secrets, "b"), cpu
-        )
-        rate_a, rate_b = health.rate(t_a), money.rate(t_b)
+        health, money = await _side_by_side(port, seconds, rounds, _money(ids, secrets, "b"), cpu)
+        rate_a, rate_b = health.rate(), money.rate()
         console.print(
             f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}; "
             f"{health.cpu_per_request_us():.0f} us of API CPU per request"
@@ -370,12 +363,10 @@ async def run_drawdown_bench(
         t0 = time.perf_counter()
         await _load_postings(url, schema, ids, postings)
         console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s")
-        money_d, t_d = Load(), 0.0
+        money_d = Load()
         for r in range(rounds):  # the same slices as (b), so that (d) / (b) compares like with like
-            part, t = await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"), cpu=cpu)
-            money_d.add(part)
-            t_d += t
-        rate_d = money_d.rate(t_d)
+            money_d.add(await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"), cpu=cpu))
+        rate_d = money_d.rate()
         console.print(
             f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
             f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}; {money_d.cpu_per_request_us():.0f} us of "

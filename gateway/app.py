@@ -220,31 +220,28 @@ class Gateway:
     async def _settle_in_order(self, taken: asyncio.Queue[_Taken | None], slots: asyncio.Semaphore) -> None:
         """Settle and acknowledge the batches in the order they were taken; tick in between.
         Returns after the None that `run` queues when it stops taking batches."""
+        next_tick = time.monotonic()
         try:
-            await self._settle_loop(taken, slots)
+            while True:
+                try:
+                    entry = await asyncio.wait_for(taken.get(), max(0.0, next_tick - time.monotonic()))
+                except TimeoutError:
+                    pass  # nothing taken: time to tick
+                else:
+                    if entry is None:
+                        return
+                    try:
+                        committed = await entry.commit
+                    finally:
+                        slots.release()
+                    await self._settle_and_ack(entry.batch, committed)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.tick_s
+                    await self._tick()
         except BaseException:
             for _ in range(self.pipeline):  # never leave `run` waiting for a slot
                 slots.release()
             raise
-
-    async def _settle_loop(self, taken: asyncio.Queue[_Taken | None], slots: asyncio.Semaphore) -> None:
-        next_tick = time.monotonic()
-        while True:
-            try:
-                entry = await asyncio.wait_for(taken.get(), max(0.0, next_tick - time.monotonic()))
-            except TimeoutError:
-                entry = _IDLE
-            if entry is None:
-                return
-            if entry is not _IDLE:
-                try:
-                    committed = await entry.commit
-                finally:
-                    slots.release()
-                await self._settle_and_ack(entry.batch, committed)
-            if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + self.tick_s
-                await self._tick()
 
     async def _settle_and_ack(self, batch: list[InboundMessage], committed: Committed | None) -> None:
         if committed is None or self._halted:
@@ -279,9 +276,6 @@ def _drain(queue: asyncio.Queue[_Taken | None]) -> list[_Taken | None]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
-
-
-_IDLE = _Taken([], None)  # type: ignore[arg-type]  # the settler's "nothing arrived: tick"
 
 
 async def run_gateway(

@@ -149,20 +149,14 @@ class _Item:
 
 
 @dataclass
-class _Committed:
-    """The in-memory consequences of a committed batch, applied only after its commit."""
+class Committed:
+    """A batch `Ingest.commit` committed: its in-memory consequences, which `Ingest.settle`
+    applies after the commit, and the batch's `now`."""
 
+    now: datetime
     report: BatchReport = field(default_factory=BatchReport)
     gate_reads: list[TagRead] = field(default_factory=list)
     latest_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """A batch `Ingest.commit` committed, for `Ingest.settle` (its `now` is the batch's)."""
-
-    done: _Committed
-    now: datetime
 
 
 _SEQUENCED = (TagRead, WeightSample, CameraCount, Heartbeat)  # a tuple: isinstance's fast case
@@ -256,7 +250,7 @@ class Ingest:
         shared subscription (`_Batch`). Raises StoreUnavailable when nothing could be committed."""
         now = self.clock()
         if not messages:
-            return Committed(_Committed(), now)
+            return Committed(now)
         self.metrics.received.inc(len(messages))
         items = [await self._prepare(m, now) for m in messages]
         started = time.perf_counter()
@@ -268,17 +262,16 @@ class Ingest:
             done = await self._commit_each(items, now)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
-        return Committed(done, now)
+        return done
 
     async def settle(self, committed: Committed) -> BatchReport:
         """Apply a committed batch in memory: its gate reads to their portals (committing the
         passages they close) and its counts to the metrics. Call in batch order, on one task."""
-        done, now = committed.done, committed.now
-        report = done.report
-        closed = self._feed(done.gate_reads, now)
+        report, now = committed.report, committed.now
+        closed = self._feed(committed.gate_reads, now)
         if closed:
             report.passages.update(await self.close_passages(closed))
-        self._count(report, done.latest_at, now)
+        self._count(report, committed.latest_at, now)
         return report
 
     async def _prepare(self, m: InboundMessage, now: datetime) -> _Item:
@@ -331,12 +324,12 @@ class Ingest:
         return DeadLetter.of(now, reason, m.topic, m.payload, detail,
                              t.site if t else None, t.device if t else None)
 
-    async def _commit(self, items: Sequence[_Item], now: datetime) -> _Committed:
+    async def _commit(self, items: Sequence[_Item], now: datetime) -> Committed:
         async with self.ledger.transaction() as tx:
             return await _Batch(tx.conn, tx.dialect, now, self.horizon).write(items)
 
-    async def _commit_each(self, items: Sequence[_Item], now: datetime) -> _Committed:
-        total = _Committed()
+    async def _commit_each(self, items: Sequence[_Item], now: datetime) -> Committed:
+        total = Committed(now)
         for item in items:
             try:
                 one = await self._commit([item], now)
@@ -579,7 +572,7 @@ class _Batch:
         self.dialect = dialect
         self.now = now
         self.horizon = horizon
-        self.done = _Committed()
+        self.done = Committed(now)
         self.evidence = EvidenceRows()
         self.candidates: list[tuple[_Item, list[Observation]]] = []  # classified new, unclaimed
         self.seen_rows: list[tuple[str, str, str | None]] = []
@@ -589,7 +582,7 @@ class _Batch:
         self.events: list[dict[str, Any]] = []
         self.letters: list[DeadLetter] = []
 
-    async def write(self, items: Sequence[_Item]) -> _Committed:
+    async def write(self, items: Sequence[_Item]) -> Committed:
         good = [i for i in items if i.dead is None and i.device is not None]
         self.letters = [i.dead for i in items if i.dead is not None]
         devices = [(i.device.site_id, i.device.device_id) for i in good if i.device]
