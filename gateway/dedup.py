@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, func, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.bulk import insert_new
@@ -38,7 +39,21 @@ from gateway.tables import seen_event
 __all__ = ["PRUNE_CHUNK", "claim", "prune", "seen"]
 
 PRUNE_CHUNK = 10_000
-_LOOKUP_CHUNK = 500
+_LOOKUP_CHUNK = 500  # keys per IN list (SQLite)
+
+# PostgreSQL: one primary-key probe per key, whatever the statistics say. The plain
+# `site_id = :s AND event_key IN (...)` was planned, on a table grown faster than autovacuum
+# analyses it (a new deployment, a burst), as a bitmap scan of the whole site - every key the
+# site ever recorded - filtered by the list: two gateways on a shared subscription, which look
+# up the keys their partner's commits put below the high-water mark, slowed down as the table
+# grew (docs/scaling.md). A LATERAL subquery with LIMIT 1 cannot be flattened into a join the
+# planner might hash: it stays a nested loop of index lookups on (site_id, event_key).
+_keys = func.unnest(bindparam("keys", type_=ARRAY(seen_event.c.event_key.type))).table_valued(
+    "event_key").render_derived(name="k")
+_recorded = (select(seen_event.c.digest)
+             .where(seen_event.c.site_id == bindparam("site"), seen_event.c.event_key == _keys.c.event_key)
+             .limit(1).lateral("s"))
+_PG_SEEN = select(_keys.c.event_key, _recorded.c.digest).select_from(_keys.join(_recorded, true()))
 
 
 async def seen(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
@@ -49,6 +64,10 @@ async def seen(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[t
     found: dict[tuple[str, str], str | None] = {}
     for site_id, site_keys in by_site.items():
         unique = sorted(set(site_keys))
+        if conn.dialect.name == "postgresql":
+            for r in await conn.execute(_PG_SEEN, {"keys": unique, "site": site_id}):
+                found[(site_id, r.event_key)] = r.digest
+            continue
         for i in range(0, len(unique), _LOOKUP_CHUNK):
             q = select(seen_event.c.event_key, seen_event.c.digest).where(
                 seen_event.c.site_id == site_id,
