@@ -16,6 +16,7 @@ from rich.console import Console
 from api.platform import Platform
 from api.principal import TokenBook
 from api.settings import Settings
+from gateway.mqtt import RECEIVE_MAXIMUM
 from gateway.registry import DeviceRegistry
 from ledger.core.errors import LedgerError
 from ledger.credit import CreditService
@@ -252,7 +253,13 @@ def bench_ingest(
     history: Annotated[int, typer.Option(help="(e) events stored before measuring again")] = 1_000_000,
     devices: Annotated[int, typer.Option(help="zone readers publishing")] = 8,
     publishers: Annotated[int, typer.Option(help="publisher MQTT connections")] = 4,
-    window: Annotated[int, typer.Option(help="events published, not yet committed (broker queue!)")] = 1000,
+    window: Annotated[
+        int | None,
+        typer.Option(help="events published, not yet committed (default: Receive Maximum - 1000)"),
+    ] = None,
+    receive_maximum: Annotated[
+        int, typer.Option(help="MQTT 5 Receive Maximum of the gateways and the bare subscriber")
+    ] = RECEIVE_MAXIMUM,
     warmup_seconds: Annotated[float, typer.Option(help="unmeasured start of each phase")] = 2.0,
     database_url: Annotated[
         str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
@@ -270,7 +277,8 @@ def bench_ingest(
         history=history,
         devices=devices,
         publishers=publishers,
-        window=window,
+        window=window if window is not None else max(1, receive_maximum - 1000),
+        receive_maximum=receive_maximum,
         warmup_s=warmup_seconds,
     )
     asyncio.run(run_ingest_bench(database_url, mqtt_url, options, console))

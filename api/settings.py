@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.mqtt import RECEIVE_MAXIMUM
 from ledger.core.pricing import RatePlan
 
 DEFAULT_DB = "sqlite+aiosqlite:///var/pledge.db"
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
         None, description="comma-separated site ids: subscribe only to their topics (unset: all)"
     )
     mqtt_receive_maximum: int = Field(
-        1000, ge=1, le=65535, description="MQTT 5 Receive Maximum: unacknowledged messages in flight"
+        RECEIVE_MAXIMUM, ge=1, le=65535, description="MQTT 5 Receive Maximum: unacknowledged in flight"
     )
     heartbeat_grace: float = Field(
         1.5, gt=1.0, description="a device is offline when silent for heartbeat_interval_s x this"

@@ -46,7 +46,7 @@ from typing import Literal
 from gateway.broker import EmbeddedBroker
 from gateway.ingest import Committed, Ingest, IngestConfig
 from gateway.metrics import GatewayMetrics
-from gateway.mqtt import InboundMessage, MqttConfig, MqttSubscriber
+from gateway.mqtt import RECEIVE_MAXIMUM, InboundMessage, MqttConfig, MqttSubscriber
 from gateway.topics import PREFIX, events_filter, shared, status_filter
 from ledger.service import LedgerService
 
@@ -65,7 +65,7 @@ class GatewayOptions:
     mqtt_url: str | None = None  # None: start an embedded broker
     client_id: str = "pledge-gateway"
     protocol: Literal[5, 311] = 5
-    receive_maximum: int = 1000
+    receive_maximum: int = RECEIVE_MAXIMUM
     share_group: str | None = None
     sites: tuple[str, ...] = ()  # only these sites' topics (a gateway per site); () = every site
     batch_max: int = 500

@@ -23,17 +23,20 @@ Method.
   reaches the broker in order. Payloads are encoded and signed before a phase's clock starts.
   Not paho: its `publish()` took ~70 % of a core here, CPU the consumers then lacked (`_Publishers`).
 * Closed loop. Mosquitto queues at most `max_queued_messages` (1,000 by default) per client
-  beyond its in-flight window (Receive Maximum, 1,000) and silently drops the excess
-  (docs/mqtt.md; measured again here: 2,000 of 2,500 unacknowledged messages kept), so an
-  open-loop blast would lose messages, not measure anything. The publisher keeps `window`
-  (1,000) events outstanding (published, not yet seen committed): two full batches for the
-  consumer, and room for what the broker still holds after it was committed (a gateway
-  acknowledges a batch of up to 500 after its commit): a window of 1,500 lost messages on this
-  2-core machine (again with the pipelined gateway: 305 and 376 of ~100,000 in (b)). The pair of (d)
-  shares one window: Mosquitto deals a share group's messages round robin, whatever each
-  member's backlog. Progress is polled every 10 ms: the bare subscriber prints its count; for
-  gateways, `max(tag_read.read_id)` since the phase began (ahead by at most the batches still
-  committing: a gateway commits up to two at once, and two gateways one pipeline each).
+  beyond its in-flight window (the client's Receive Maximum) and silently drops the excess
+  (docs/mqtt.md; measured here with Receive Maximum 1,000: 2,000 of 2,500 unacknowledged
+  messages kept), so an open-loop blast would lose messages, not measure anything. The
+  publisher keeps at most `window` events outstanding (published, not yet seen committed).
+  What the broker holds for a gateway is those plus the messages committed but not yet
+  acknowledged (at most the batches in its pipeline, 2 x 500), and it drops once that reaches
+  Receive Maximum + 1,000: so window + 1,000 must stay below Receive Maximum + 1,000. With
+  the old 1,000 / 1,000 it sat exactly on that edge and lost 158-362 messages in some runs.
+  The default window is Receive Maximum - 1,000 (4,000 of 5,000). The pair of (d) shares one
+  window: Mosquitto deals a share group's messages round robin, whatever each member's
+  backlog. Progress is polled every 10 ms: the bare subscriber prints its count; for
+  gateways, the `tag_read` rows committed since the phase began, never more (`_Progress`:
+  `max(read_id)` ran ahead of the commits while pipelined batches committed out of id order,
+  and the publisher's overshoot lost 158-362 messages at the broker in a run).
 * Rates are windowed: exact counts (the subscriber's count; `count(*)` of the phase's
   `tag_read` rows) at `warmup_s` and at the end of the phase, divided by the time between the
   two samples. Afterwards every published event must arrive: the phase drains and a shortfall
@@ -93,7 +96,7 @@ from sqlalchemy import text
 
 from gateway import dedup
 from gateway.formats.native import encode_event
-from gateway.mqtt import MqttConfig, discard_session, parse_mqtt_url
+from gateway.mqtt import RECEIVE_MAXIMUM, MqttConfig, discard_session, parse_mqtt_url
 from gateway.registry import DeviceRegistry, DeviceSpec
 from gateway.topics import events_topic
 from ledger.core.reference import Site, Zone
@@ -122,8 +125,8 @@ class IngestBenchOptions:
     history: int = 1_000_000  # (e)
     devices: int = 8  # zone readers publishing
     publishers: int = 4  # paho connections of the publisher
-    receive_maximum: int = 1000  # PLEDGE_MQTT_RECEIVE_MAXIMUM of the gateways (and the bare client)
-    window: int = 1000  # events outstanding (published, not seen committed): see the module doc
+    receive_maximum: int = RECEIVE_MAXIMUM  # PLEDGE_MQTT_RECEIVE_MAXIMUM of gateways and bare client
+    window: int = RECEIVE_MAXIMUM - 1000  # events outstanding (published, not seen committed): module doc
     warmup_s: float = 2.0  # not measured at the start of each phase
     poll_ms: float = 5.0  # latency poller period
     max_rate: float = 30_000.0  # events/s the pre-encoded pool of (a) is sized for
@@ -488,6 +491,17 @@ class _Db:
     async def reads_since(self, read_id: int) -> int:
         return int(await self.conn.fetchval("SELECT count(*) FROM tag_read WHERE read_id > $1", read_id))
 
+    async def counts_above(self, read_id: int, mark: int) -> tuple[int, int, int]:
+        """Rows with read_id > `read_id`: how many up to `mark`, how many in all, the top id."""
+        r = await self.conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE read_id <= $2), count(*), coalesce(max(read_id), $1)"
+            " FROM tag_read WHERE read_id > $1", read_id, mark)
+        return int(r[0]), int(r[1]), int(r[2])
+
+    async def reads_between(self, low: int, high: int) -> int:
+        return int(await self.conn.fetchval(
+            "SELECT count(*) FROM tag_read WHERE read_id > $1 AND read_id <= $2", low, high))
+
     async def new_reads(self, read_id: int) -> list[Any]:
         # LIMIT keeps the prepared (generic) plan on the primary key: without it PostgreSQL may
         # plan a scan of the whole table, 200 times a second, on the gateway's two cores.
@@ -628,6 +642,41 @@ async def _latency(pubs: _Publishers, readers: Sequence[_ZoneReader], db: _Db,
     if seen < published:
         raise RuntimeError(f"latency phase: only {seen} of {published} events were committed")
     return latencies
+
+
+class _Progress:
+    """How many `tag_read` rows committed since `base`: never more than did (flow control).
+
+    `max(read_id) - base` is cheap but runs ahead: pipelined batches take interleaved ids and
+    commit out of order, so the top id is often a batch's whose elders are still committing,
+    and a publisher trusting it overshoots the broker's queue (Mosquitto then drops messages).
+    Rows are counted instead, above a watermark that follows the top id seen `settle_s`
+    earlier, by when every transaction that took a lower id has committed or rolled back; the
+    rows under it are counted once, when it moves, and recounted every `recount_s` so that a
+    commit later than `settle_s` is not missed for good. Between recounts such a commit is
+    undercounted: that only holds the publisher back, never lets it overshoot."""
+
+    def __init__(self, db: _Db, base: int, settle_s: float = 0.25, recount_s: float = 1.0) -> None:
+        self.db, self.base = db, base
+        self.settle_s, self.recount_s = settle_s, recount_s
+        self.mark = base  # rows with base < read_id <= mark: `under` of them
+        self.under = 0
+        self._tops: deque[tuple[float, int]] = deque()  # (when, top id seen)
+        self._recount_at = time.monotonic() + recount_s
+
+    async def __call__(self) -> int:
+        now = time.monotonic()
+        if now >= self._recount_at:
+            self.under = await self.db.reads_between(self.base, self.mark)
+            self._recount_at = now + self.recount_s
+        target = self.mark
+        while self._tops and now - self._tops[0][0] >= self.settle_s:
+            target = max(target, self._tops.popleft()[1])
+        up_to_target, above, top = await self.db.counts_above(self.mark, target)
+        done = self.under + above
+        self.mark, self.under = target, self.under + up_to_target
+        self._tops.append((now, top))
+        return done
 
 
 class _Cursor:
@@ -804,8 +853,7 @@ class _Run:
         pool = _pool(self.readers, int(pool_rate * o.rate_s) + window, o.publishers)
         base_id = await self.db.max_read_id()
 
-        async def progress() -> int:
-            return await self.db.max_read_id() - base_id
+        progress = _Progress(self.db, base_id)
 
         async def exact() -> int:
             return await self.db.reads_since(base_id)
@@ -849,8 +897,12 @@ async def run_ingest_bench(database_url: str, mqtt_url: str, options: IngestBenc
         await migrate(engine)
         keys = await _world(store, site_id, f"{site_id}-Z", options.devices)
         readers = [_ZoneReader(site_id, d, i, k) for i, (d, k) in enumerate(keys.items())]
+        # The bench's own probes poll tag_read by primary-key range ~100 times a second while
+        # the table grows far faster than autovacuum analyses it: planned from stale statistics
+        # a range count became a scan of the whole table, whose cost grew with every phase and
+        # took PostgreSQL's CPU from the gateway. Index scans only, on this connection.
         conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"),
-                                     server_settings={"search_path": schema})
+                                     server_settings={"search_path": schema, "enable_seqscan": "off"})
         pubs = _Publishers(mqtt_url, options.publishers, run_id)
         await pubs.wait_connected()
         bench = _Run(options, database_url, mqtt_url, schema, site_id, Path(tmp.name), pubs,

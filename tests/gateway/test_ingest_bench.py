@@ -70,3 +70,40 @@ def test_the_latency_cursor_sees_a_batch_that_commits_after_a_later_one() -> Non
     assert cursor.new(rows(9, 10), now=13.5) == []
     assert cursor.below == 10  # 8 given up (a rolled-back insert), 9 and 10 passed
     assert [r["read_id"] for r in cursor.new(rows(11), now=13.6)] == [11]
+
+
+class _CommittedReads:
+    """The two queries `_Progress` makes, over a set of committed `tag_read` ids."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    async def counts_above(self, read_id: int, mark: int) -> tuple[int, int, int]:
+        above = [i for i in self.ids if i > read_id]
+        return sum(1 for i in above if i <= mark), len(above), max(above, default=read_id)
+
+    async def reads_between(self, low: int, high: int) -> int:
+        return sum(1 for i in self.ids if low < i <= high)
+
+
+async def test_flow_control_progress_never_counts_more_than_committed() -> None:
+    """Two pipelined batches take interleaved ids (odd: A, even: B) and B commits first: the
+    top id then says 12 rows are done while 6 are. The publisher's progress must not run ahead
+    (it would overshoot the broker's queue), and must catch up once A commits, also when A
+    commits below a watermark that already moved past its ids."""
+    from gateway.bench import _Progress
+
+    for settle_s in (0.0, 3600.0):  # watermark moving at every poll / never
+        db = _CommittedReads()
+        progress = _Progress(db, base=0, settle_s=settle_s, recount_s=3600.0)  # type: ignore[arg-type]
+        assert await progress() == 0
+        db.ids |= {2, 4, 6, 8, 10, 12}  # B committed
+        assert await progress() == 6
+        assert await progress() == 6  # settle_s 0: the watermark is now past A's ids
+        db.ids |= {1, 3, 5, 7, 9, 11}  # A committed
+        seen = await progress()
+        assert 6 <= seen <= 12
+        progress._recount_at = 0.0  # the periodic recount is due
+        assert await progress() == 12
+        db.ids |= {13, 14}
+        assert await progress() == 14

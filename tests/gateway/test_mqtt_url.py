@@ -84,7 +84,7 @@ def test_config_repr_hides_the_password() -> None:
 
 def test_config_defaults_ask_for_an_mqtt5_persistent_session_with_a_wide_window() -> None:
     config = MqttConfig(url="mqtt://host", client_id="gw")
-    assert (config.protocol, config.receive_maximum, config.session_expiry_s) == (5, 1000, 3600)
+    assert (config.protocol, config.receive_maximum, config.session_expiry_s) == (5, 5000, 3600)
     assert (config.keepalive_s, config.reconnect_min_s, config.reconnect_max_s) == (30, 0.5, 30.0)
 
 
