@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from api.heap import freeze_startup_heap
 from api.platform import Platform
 from api.principal import TokenBook
 from api.settings import Settings
@@ -121,8 +122,10 @@ def api_command(
 
     async def go() -> None:
         platform = await build_platform(settings)
+        web = create_app(platform)
+        freeze_startup_heap()
         config = uvicorn.Config(
-            create_app(platform),
+            web,
             host=host or settings.api_host,
             port=port or settings.api_port,
             log_level=log_level,
@@ -363,6 +366,7 @@ def gateway_command() -> None:
         platform = await build_platform(settings)
         registry = CollectorRegistry()
         metrics = GatewayMetrics(registry)
+        freeze_startup_heap()
         server = None
         if settings.metrics_port:
             server, _thread = start_http_server(settings.metrics_port, settings.api_host, registry)
@@ -400,6 +404,7 @@ def serve_command(
         metrics = GatewayMetrics(platform.extra["metrics_registry"])
         web = create_app(platform)
         web.include_router(metrics_route.router)
+        freeze_startup_heap()
         server = uvicorn.Server(
             uvicorn.Config(
                 web, host=host or settings.api_host, port=port or settings.api_port, log_level="info"
