@@ -280,7 +280,7 @@ def bench_ingest(
         history=history,
         devices=devices,
         publishers=publishers,
-        window=window if window is not None else max(1, receive_maximum - 1000),
+        window=window,
         receive_maximum=receive_maximum,
         warmup_s=warmup_seconds,
     )

@@ -112,15 +112,15 @@ class _DropDisconnectedNoise(logging.Filter):
 _paho_log = logging.getLogger(f"{__name__}.paho")
 _paho_log.addFilter(_DropDisconnectedNoise())
 
-_SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
-_MAX_UINT16 = 0xFFFF
-
 # Our default MQTT 5 Receive Maximum. The gateway acknowledges a message only after its batch
 # commits, so its in-flight window must hold the batches committing (pipeline x batch_max,
 # 2 x 500) and the next ones arriving meanwhile; with 1,000 the broker stopped sending while
 # both batches were in the store and the gateway idled (docs/scaling.md: 14,400 against
 # 16,500 events/s with 5,000). It costs memory only for messages actually in flight.
 RECEIVE_MAXIMUM = 5000
+
+_SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
+_MAX_UINT16 = 0xFFFF
 _MAX_UINT32 = 0xFFFFFFFF
 _MISC_EVERY_S = 1.0  # how often the subscriber runs paho's loop_misc (keepalive), as loop() does
 _RECV_BYTES = 65_536  # one recv of the subscriber's socket: ~200 gateway events

@@ -107,3 +107,14 @@ async def test_flow_control_progress_never_counts_more_than_committed() -> None:
         assert await progress() == 12
         db.ids |= {13, 14}
         assert await progress() == 14
+
+
+def test_the_default_window_follows_the_receive_maximum() -> None:
+    """Window + the gateway's committed-unacknowledged batches must stay below Receive Maximum
+    + Mosquitto's queue (1,000), or the broker drops: the default leaves 1,000 of room."""
+    from gateway.bench import IngestBenchOptions
+
+    assert IngestBenchOptions().effective_window == IngestBenchOptions().receive_maximum - 1000
+    assert IngestBenchOptions(receive_maximum=2000).effective_window == 1000
+    assert IngestBenchOptions(receive_maximum=500).effective_window == 1
+    assert IngestBenchOptions(receive_maximum=2000, window=300).effective_window == 300
