@@ -5,9 +5,10 @@ Real services only: Mosquitto (MQTT 5, persistent session: it redelivers what th
 left unacknowledged, docs/mqtt.md) and PostgreSQL (a fresh schema, PLEDGE_DATABASE_SCHEMA).
 
 The stream is published in three phases and each kill happens while messages are in flight
-(published, not yet committed). Publishing pauses while the gateway is down only because
-Mosquitto's default `max_queued_messages` (1000) would otherwise drop the excess of an offline
-session - a broker setting, not something the gateway could fix.
+(published, not yet committed): while the phase is still being published. The rest of a phase
+reaches the broker while the gateway is down, the next phase only after the restart: Mosquitto's
+default `max_queued_messages` (1000) would otherwise drop the excess of an offline session - a
+broker setting, not something the gateway could fix.
 """
 
 from __future__ import annotations
@@ -163,9 +164,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(rig: Ri
     rig.start()
     await rig.ready()
     for phase, kill_at in zip(phases[:2], (400, 1300), strict=True):
-        await publish(rig.url, phase)
+        # The gateway keeps pace with the publisher, so waiting for the whole phase to be
+        # published first could leave nothing in flight by the time of the kill (seen once in
+        # CI): kill while the phase is still being published, then let the rest reach the
+        # broker, which queues it for the dead session.
+        publishing = asyncio.create_task(publish(rig.url, phase))
         await rig.until(tag_read, kill_at)  # some committed, the rest of the phase in flight
         rig.kill()
+        await publishing
         in_flight = sum(len(p) for p in phases[: phases.index(phase) + 1]) - await rig.count(tag_read)
         assert in_flight > 0, "the kill should land while messages are in flight"
         rig.start()
