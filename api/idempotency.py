@@ -55,7 +55,9 @@ def keyed_request(
         resp = ledger_problem(error)
         return StoredResponse(resp.status_code, json.loads(bytes(resp.body)))
 
-    fingerprint = request_hash(request.method, request.url.path, body)
+    # scope["path"] is request.url.path for every path that gets this far (a valid facility id
+    # has no '?', '#' or '\\'), without building the URL
+    fingerprint = request_hash(request.method, request.scope["path"], body)
     return KeyedRequest(RequestKey(principal.token_id, key, fingerprint), answer, refuse)
 
 

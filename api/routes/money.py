@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import BorrowerFacility, CurrentPrincipal, IdempotencyKey, PlatformDep, VisibleFacility
+from api.borrower_request import borrower_request, openapi
+from api.deps import CurrentPrincipal, PlatformDep, VisibleFacility
 from api.idempotency import answered, key_problem, keyed_request
 from api.principal import Principal
 from api.schemas import MoneyCreate, instant
@@ -41,19 +42,15 @@ def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
     return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
 
 
-@router.post("/drawdowns", status_code=201)
-async def draw(
-    call: BorrowerFacility,
-    body: MoneyCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+@router.post("/drawdowns", status_code=201, openapi_extra=openapi(MoneyCreate))
+async def draw(request: Request) -> JSONResponse:
     """Borrow `amount` now, within the availability at this instant.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request
     replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
     another request it is 422; while the first request with the key is still running, 409.
     """
+    call, body, idempotency_key = await borrower_request(request, MoneyCreate)
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.draw_keyed(call.facility_id, body.amount, keyed)
@@ -61,19 +58,15 @@ async def draw(
     return await once(call.principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view)
 
 
-@router.post("/repayments", status_code=201)
-async def repay(
-    call: BorrowerFacility,
-    body: MoneyCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+@router.post("/repayments", status_code=201, openapi_extra=openapi(MoneyCreate))
+async def repay(request: Request) -> JSONResponse:
     """Repay `amount`: accrued interest first, then fees, then principal.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request
     replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
     another request it is 422; while the first request with the key is still running, 409.
     """
+    call, body, idempotency_key = await borrower_request(request, MoneyCreate)
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.repay_keyed(call.facility_id, body.amount, keyed)

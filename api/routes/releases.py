@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import BorrowerFacility, IdempotencyKey
+from api.borrower_request import borrower_request, openapi
 from api.routes.money import once
 from api.schemas import ReleaseCreate
 from api.views import summary_view
@@ -16,19 +16,15 @@ from ledger.credit import Answer, KeyedRequest, ReleaseResult
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
 
 
-@router.post("/releases", status_code=201)
-async def release(
-    call: BorrowerFacility,
-    body: ReleaseCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+@router.post("/releases", status_code=201, openapi_extra=openapi(ReleaseCreate))
+async def release(request: Request) -> JSONResponse:
     """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request
     replays the stored answer (header `Idempotent-Replayed: true`), refusals included; with
     another request it is 422; while the first request with the key is still running, 409.
     """
+    call, body, idempotency_key = await borrower_request(request, ReleaseCreate)
 
     async def run(keyed: KeyedRequest) -> Answer:
         return await call.platform.credit.release_keyed(
