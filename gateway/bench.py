@@ -100,6 +100,7 @@ from gateway.registry import DeviceRegistry, DeviceSpec
 from gateway.topics import events_topic
 from ledger.core.reference import Site, Zone
 from ledger.service import LedgerService
+from ledger.store.checkpoint import checkpoint
 from ledger.store.engine import create_engine
 from ledger.store.sql import PostgresStore
 from migrations import migrate
@@ -748,7 +749,7 @@ _READ_COLUMNS = ["site_id", "zone_id", "device_id", "at", "epc", "event_key", "a
 _SEEN_COLUMNS = ["site_id", "event_key", "seen_at", "digest"]
 
 
-async def _load_history(conn: Any, site_id: str, zone_id: str, count: int) -> None:
+async def _load_history(conn: Any, site_id: str, zone_id: str, count: int) -> str:
     """`count` committed zone reads of the history readers, oldest 6 days ago, newest now:
     evidence rows, their dedup keys (inside the 7-day retention) and the readers' last seq."""
     now = datetime.now(UTC)
@@ -780,8 +781,7 @@ async def _load_history(conn: Any, site_id: str, zone_id: str, count: int) -> No
     # the load's WAL is not flushed during the measured phase.
     await conn.execute("VACUUM ANALYZE tag_read")
     await conn.execute("VACUUM ANALYZE seen_event")
-    with contextlib.suppress(Exception):  # CHECKPOINT needs a privileged role
-        await conn.execute("CHECKPOINT")
+    return await checkpoint(conn)
 
 
 async def _dedup_probe(store: PostgresStore, keys: list[tuple[str, str]]) -> tuple[float, float]:
@@ -937,6 +937,7 @@ async def _phases(b: _Run, store: PostgresStore) -> None:
     b.console.print(f"site {b.site_id}, schema {b.schema}: {o.devices} zone readers, "
                     f"{o.publishers} publisher connections, window {o.effective_window}, "
                     f"Receive Maximum {o.receive_maximum}")
+    b.console.print(await checkpoint(b.db.conn))
     a = await _ceiling(b)
     pool_rate = max(a.rate, o.latency_rate) * 1.25  # a gateway cannot outrun the ceiling
     one, p99 = await _one_gateway(b, pool_rate)
@@ -1012,9 +1013,9 @@ async def _grown(b: _Run, store: PostgresStore, pool_rate: float) -> _Phase:
     await b.db.conn.execute("ANALYZE seen_event")  # as after the load: compare like with like
     before = await _dedup_probe(store, probe)
     t0 = time.perf_counter()
-    await _load_history(b.db.conn, b.site_id, f"{b.site_id}-Z", o.history)
+    settled = await _load_history(b.db.conn, b.site_id, f"{b.site_id}-Z", o.history)
     b.console.print(f"loaded {o.history:,} stored events (tag_read + seen_event) in "
-                    f"{time.perf_counter() - t0:.1f} s")
+                    f"{time.perf_counter() - t0:.1f} s; {settled}")
     per_device = max(1, o.history // _HISTORY_DEVICES)
     probe = [(b.site_id, f"hz-{i % _HISTORY_DEVICES:02d}:{1 + i * 37 % per_device}")
              for i in range(len(probe))]

@@ -135,7 +135,11 @@ def test_openapi_documents_what_the_signature_does_not(path, model):
     doc = create_app(None).openapi()
     op = doc["paths"][f"/v1/facilities/{{facility_id}}/{path}"]["post"]
     params = {(p["in"], p["name"]): p for p in op["parameters"]}
-    assert set(params) == {("path", "facility_id"), ("header", "Idempotency-Key"), ("header", "authorization")}
+    assert set(params) == {
+        ("path", "facility_id"),
+        ("header", "Idempotency-Key"),
+        ("header", "authorization"),
+    }
     assert params[("path", "facility_id")]["required"] is True
     assert params[("path", "facility_id")]["schema"]["maxLength"] == 64
     assert params[("header", "Idempotency-Key")]["schema"]["maxLength"] == 200
