@@ -36,7 +36,7 @@ from ledger.core.errors import (
     InvalidInput,
     ReleaseRefused,
 )
-from ledger.core.money import minor_unit, require_positive, to_decimal
+from ledger.core.money import minor_step, require_positive, to_decimal
 from ledger.core.posting import check_currency
 
 __all__ = [
@@ -94,11 +94,11 @@ def _non_negative(value: object, field: str) -> Decimal:
 
 
 def _up(amount: Decimal, currency: str) -> Decimal:
-    return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_CEILING)
+    return amount.quantize(minor_step(currency), rounding=ROUND_CEILING)
 
 
 def _down(amount: Decimal, currency: str) -> Decimal:
-    return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_FLOOR)
+    return amount.quantize(minor_step(currency), rounding=ROUND_FLOOR)
 
 
 @dataclass(frozen=True, slots=True)

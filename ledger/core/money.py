@@ -6,6 +6,7 @@ minor unit only at the edges where money is booked (postings, statements), never
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from ledger.core.errors import InvalidAmount
@@ -19,9 +20,15 @@ def minor_unit(currency: str) -> int:
     return MINOR_UNITS.get(currency.upper(), 2)
 
 
+@functools.lru_cache(maxsize=256)
+def minor_step(currency: str) -> Decimal:
+    """The currency's smallest amount as a quantize exponent (EUR -> Decimal('0.01'))."""
+    return Decimal(1).scaleb(-minor_unit(currency))
+
+
 def quantize_money(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half-even (banker's rounding)."""
-    exp = Decimal(1).scaleb(-minor_unit(currency))
+    exp = minor_step(currency)
     try:
         return amount.quantize(exp, rounding=ROUND_HALF_EVEN)
     except InvalidOperation as e:  # more digits than the context can hold
@@ -34,6 +41,10 @@ def to_decimal(value: object, *, field: str = "amount") -> Decimal:
     Floats are refused on purpose: 0.1 as a float is not 0.1, and a ledger that accepts
     one has already lost a cent somewhere.
     """
+    if type(value) is Decimal:  # the common case, first: every amount inside the ledger
+        if not value.is_finite():
+            raise InvalidAmount(field, value, "must be finite")
+        return value
     if isinstance(value, bool | float):
         raise InvalidAmount(field, value, "must be a decimal string or integer, not a float")
     if isinstance(value, Decimal):

@@ -181,6 +181,11 @@ async def test_the_batch_reads_what_the_slow_path_reads(store, clock):
     assert opened.money.positions == positions
     assert sorted(lot.lot_id for lot in opened.money.aged_lots) == sorted(lot.lot_id for lot in lots)
     assert len(lots) == 3
+    # the same digits too, not only equal values ("1000.00" is shown as such, not as "1E+3")
+    assert repr(opened.money.balances) == repr(balances)
+    assert repr(opened.money.positions) == repr(positions)
+    assert sorted(map(repr, opened.money.aged_lots)) == sorted(map(repr, lots))
+    assert repr(opened.money.state) == repr(state)
 
 
 @POSTGRES_ONLY
