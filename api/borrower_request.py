@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import email.message
 import functools
+import inspect
 import json
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from api.deps import FACILITY_ID_MAX, FACILITY_ID_PATTERN, authenticate, has_role, visible_facility
 from api.platform import Platform
@@ -128,6 +132,41 @@ async def borrower_request(request: Request, model: type[M]) -> tuple[BorrowerCa
     if errors or call is None or parsed is None:
         raise RequestValidationError(errors)
     return call, parsed, key
+
+
+class RequestRoute(APIRoute):
+    """An APIRoute served as its endpoint alone, a `Request -> Response` coroutine.
+
+    Routing, /docs and the app's exception handlers stay; FastAPI's request handler (reading
+    the body, solving the dependencies, serialising the result) is not run: about a fifth of
+    what a money request still cost in the web stack once its parameters were parsed by hand.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        if list(inspect.signature(self.endpoint).parameters) != ["request"]:
+            raise TypeError(f"{self.endpoint.__name__} must take the Request alone to be a RequestRoute")
+        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+
+E = TypeVar("E", bound=Callable[[Request], Coroutine[Any, Any, Response]])
+
+
+def borrower_route(router: APIRouter, path: str, model: type[BaseModel]) -> Callable[[E], E]:
+    """`POST {path}` for a borrower's keyed request: answered 201 (or a problem), documented
+    with `model` as its body (`openapi`), served as a `RequestRoute`."""
+
+    def register(endpoint: E) -> E:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            status_code=201,
+            openapi_extra=openapi(model),
+            route_class_override=RequestRoute,
+        )
+        return endpoint
+
+    return register
 
 
 def openapi(model: type[BaseModel]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.borrower_request import borrower_request, openapi
+from api.borrower_request import borrower_request, borrower_route
 from api.deps import CurrentPrincipal, PlatformDep, VisibleFacility
 from api.idempotency import answered, key_problem, keyed_request
 from api.principal import Principal
@@ -42,7 +42,7 @@ def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
     return 201, {"posting": posting_view(r.posting), "facility": summary_view(r.summary)}
 
 
-@router.post("/drawdowns", status_code=201, openapi_extra=openapi(MoneyCreate))
+@borrower_route(router, "/drawdowns", MoneyCreate)
 async def draw(request: Request) -> JSONResponse:
     """Borrow `amount` now, within the availability at this instant.
 
@@ -58,7 +58,7 @@ async def draw(request: Request) -> JSONResponse:
     return await once(call.principal, idempotency_key, request, {"amount": str(body.amount)}, run, money_view)
 
 
-@router.post("/repayments", status_code=201, openapi_extra=openapi(MoneyCreate))
+@borrower_route(router, "/repayments", MoneyCreate)
 async def repay(request: Request) -> JSONResponse:
     """Repay `amount`: accrued interest first, then fees, then principal.
 

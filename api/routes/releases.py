@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.borrower_request import borrower_request, openapi
+from api.borrower_request import borrower_request, borrower_route
 from api.routes.money import once
 from api.schemas import ReleaseCreate
 from api.views import summary_view
@@ -16,7 +16,7 @@ from ledger.credit import Answer, KeyedRequest, ReleaseResult
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
 
 
-@router.post("/releases", status_code=201, openapi_extra=openapi(ReleaseCreate))
+@borrower_route(router, "/releases", ReleaseCreate)
 async def release(request: Request) -> JSONResponse:
     """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first.
 

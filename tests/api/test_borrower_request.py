@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
 
 from api import problems
-from api.borrower_request import BorrowerCall, borrower_request
+from api.borrower_request import BorrowerCall, borrower_request, borrower_route
 from api.deps import FacilityId, authenticate, has_role, visible_facility
 from api.main import create_app
 from api.platform import Platform
@@ -147,3 +148,34 @@ def test_openapi_documents_what_the_signature_does_not(path, model):
     assert op["requestBody"]["required"] is True
     assert schema == _without_none(model.model_json_schema()) and "$defs" not in schema
     assert schema["additionalProperties"] is False
+
+
+def test_a_request_route_takes_the_request_alone():
+    router = APIRouter()
+
+    async def two(request: Request, other: int) -> JSONResponse:  # pragma: no cover - never served
+        return JSONResponse({})
+
+    with pytest.raises(TypeError, match="must take the Request alone"):
+        borrower_route(router, "/x", MoneyCreate)(two)
+
+
+async def test_a_request_route_keeps_the_apps_error_handlers():
+    """Served without FastAPI's request handler, the route's errors still become problem+json."""
+    app = _app()
+    router = APIRouter(prefix="/facilities/{facility_id}")
+
+    @borrower_route(router, "/lean", MoneyCreate)
+    async def lean(request: Request) -> JSONResponse:
+        call, body, key = await borrower_request(request, MoneyCreate)
+        return JSONResponse({"facility": call.facility_id, "amount": str(body.amount), "key": key}, 201)
+
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for name, fid, headers, body in CASES:
+            ref = await c.post(f"/facilities/{fid}/ref", headers=headers, content=body)
+            new = await c.post(f"/facilities/{fid}/lean", headers=headers, content=body)
+            expected = (201 if ref.status_code == 200 else ref.status_code, ref.json())
+            assert _comparable(new) == (expected[0], _comparable(ref)[1]), name
+            if new.status_code >= 400:
+                assert new.headers["content-type"] == "application/problem+json", name
