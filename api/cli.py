@@ -122,7 +122,7 @@ def api_command(
 
     async def go() -> None:
         platform = await build_platform(settings)
-        web = create_app(platform)
+        web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         freeze_startup_heap()
         config = uvicorn.Config(
             web,
@@ -402,7 +402,7 @@ def serve_command(
         _stop_on_signals(stop)
         platform = await build_gateway_platform(settings)
         metrics = GatewayMetrics(platform.extra["metrics_registry"])
-        web = create_app(platform)
+        web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         web.include_router(metrics_route.router)
         freeze_startup_heap()
         server = uvicorn.Server(

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
+from api.body_limit import BodyLimit
 from api.platform import Platform
 from api.routes import (
     collateral,
@@ -26,7 +27,14 @@ from api.routes import (
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(platform: Platform | None, lifespan: Lifespan | None = None) -> FastAPI:
+# Any valid request fits well within it (the largest, 10,000 lots registered at once, is ~5 MB
+# of JSON); a larger body is refused with a 413 problem (api/body_limit.py).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def create_app(
+    platform: Platform | None, lifespan: Lifespan | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
     """The app over `platform`; or, with `platform=None`, over the one `lifespan` builds."""
     app = FastAPI(
         title="Pledge: IoT inventory-pledge financing",
@@ -40,6 +48,7 @@ def create_app(platform: Platform | None, lifespan: Lifespan | None = None) -> F
     )
     app.state.platform = platform
     problems.install(app)
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     # Each module's router straight under /v1 (no nested /v1 router): FastAPI matches nested
     # routers level by level, on every request. And in this order: FastAPI tries them one by
     # one, so the money routes (the busiest) come right after the one-route health check
@@ -70,9 +79,11 @@ def worker_app() -> FastAPI:
     from api.heap import freeze_startup_heap
     from api.settings import Settings
 
+    settings = Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        platform = await build_platform(Settings())
+        platform = await build_platform(settings)
         app.state.platform = platform
         freeze_startup_heap()
         try:
@@ -80,4 +91,4 @@ def worker_app() -> FastAPI:
         finally:
             await platform.store.close()
 
-    return create_app(None, lifespan)
+    return create_app(None, lifespan, max_body_bytes=settings.api_max_body_bytes)

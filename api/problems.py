@@ -96,8 +96,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
-        return problem(err.status_code, code, str(err.detail), str(err.detail))
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            err.status_code, "http_error"
+        )
+        title = "Content Too Large" if err.status_code == 413 else str(err.detail)
+        return problem(err.status_code, code, title, str(err.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, err: Exception) -> JSONResponse:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     )
     device_refresh_s: float = Field(30.0, gt=0, description="how often the device cache is reloaded")
     # Cost-plus pricing (annual fractions): funding + operating + risk premium by tier + margin.
+    api_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest HTTP request body accepted; larger is a 413 problem"
+    )
     money_batches: int = Field(
         4, ge=1, description="money batches (drawdowns/repayments) in flight at once (ledger/money_desk.py)"
     )
