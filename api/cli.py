@@ -134,7 +134,7 @@ def api_command(
         try:
             await uvicorn.Server(config).serve()
         finally:
-            await platform.store.close()
+            await platform.close()
 
     run(go, uvloop=True)
 
@@ -175,7 +175,7 @@ def demo(
         try:
             await run_demo(platform, settings.mqtt_url, duration, console)
         finally:
-            await platform.store.close()
+            await platform.close()
 
     run(go)
 
@@ -376,7 +376,7 @@ def gateway_command() -> None:
         finally:
             if server is not None:
                 server.shutdown()
-            await platform.store.close()
+            await platform.close()
 
     run(go)
 
@@ -421,7 +421,7 @@ def serve_command(
             try:
                 await gateway
             finally:
-                await platform.store.close()
+                await platform.close()
 
     run(go)
 

@@ -89,6 +89,6 @@ def worker_app() -> FastAPI:
         try:
             yield
         finally:
-            await platform.store.close()
+            await platform.close()
 
     return create_app(None, lifespan, max_body_bytes=settings.api_max_body_bytes)

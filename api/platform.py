@@ -21,3 +21,8 @@ class Platform:
     devices: Any = None  # gateway.registry.DeviceRegistry when the gateway package is wired
     feed_poll_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Wait for the token re-reads still running, then close the store's connections."""
+        await self.tokens.close()
+        await self.store.close()

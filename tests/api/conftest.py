@@ -71,3 +71,4 @@ async def api(store, clock) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=create_app(platform))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield Api(client, platform, tokens)
+    await platform.tokens.close()  # a background token re-read must not outlive the store
