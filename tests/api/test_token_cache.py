@@ -35,14 +35,13 @@ async def _book(store, clock) -> tuple[TokenBook, Ticks, str]:
 
 
 async def _settle(book: TokenBook) -> None:
-    while book._lookups:  # the background re-reads started so far
-        await asyncio.sleep(0.01)
+    await book.close()  # waits for the background re-reads started so far
 
 
 async def test_many_callers_of_an_uncached_token_share_one_lookup(store, clock):
     book, _ticks, secret = await _book(store, clock)
     principals = await asyncio.gather(*(book.authenticate(secret) for _ in range(50)))
-    assert book.lookups == 1
+    assert book.lookups == 1 and book.reads == 1
     assert {p.role for p in principals if p is not None} == {"collateral_manager"} and None not in principals
 
 
@@ -90,3 +89,30 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_lookup_others_wait_fo
     leaving.cancel()
     assert (await staying) is not None
     assert leaving.cancelled() and book.lookups == 1
+
+
+async def test_the_tokens_wanted_at_one_moment_are_read_in_one_query(store, clock):
+    book, _ticks, _secret = await _book(store, clock)
+    now = clock()
+    secrets = [await book.create("collateral_manager", None, f"cm{i}", now) for i in range(100)]
+    unknown = [f"plg_unknown-{i}" for i in range(20)]
+    book.reads = book.lookups = 0
+    principals = await asyncio.gather(*(book.authenticate(s) for s in secrets + unknown + secrets))
+    assert book.reads == 1 and book.lookups == 120
+    assert all(p is not None for p in principals[:100] + principals[120:])
+    assert principals[100:120] == [None] * 20
+
+
+async def test_a_failed_lookup_fails_its_callers_and_the_next_call_reads_again(store, clock):
+    book, _ticks, secret = await _book(store, clock)
+    real = book.store
+
+    class Broken:
+        def transaction(self):
+            raise ConnectionError("database down")
+
+    book.store = Broken()  # type: ignore[assignment]
+    results = await asyncio.gather(*(book.authenticate(secret) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    book.store = real
+    assert await book.authenticate(secret) is not None
