@@ -941,7 +941,9 @@ async def _phases(b: _Run, store: PostgresStore) -> None:
     a = await _ceiling(b)
     pool_rate = max(a.rate, o.latency_rate) * 1.25  # a gateway cannot outrun the ceiling
     one, p99 = await _one_gateway(b, pool_rate)
-    pair = await _two_gateways(b, pool_rate)
+    # the pair may outrun the bare subscriber: events for 1.6 x one gateway (the target is 1.5 x),
+    # or its window is cut short when the pool runs out
+    pair = await _two_gateways(b, max(pool_rate, 1.6 * one.rate))
     grown = await _grown(b, store, pool_rate)
     peak = max(g.peak_rss_mb for g in b.gateways)
     dead = await b.db.dead_letters()
