@@ -126,37 +126,49 @@ class TokenBook:
         return future
 
     async def _read(self) -> None:
-        await asyncio.sleep(0)  # the callers of this moment join the batch
-        while self._wanted:
-            hashes, self._wanted = self._wanted[:_READ_AT_ONCE], self._wanted[_READ_AT_ONCE:]
-            read_at = self.monotonic()
-            try:
-                self.reads += 1
-                self.lookups += len(hashes)
-                async with self.store.transaction() as tx:
-                    rows = (
-                        await tx.conn.execute(select(api_token).where(api_token.c.token_hash.in_(hashes)))
-                    ).all()
-            except Exception as e:  # each waiting caller gets it raised; a re-read has none: say it
-                log.warning("bearer token lookup of %d tokens failed: %r", len(hashes), e)
-                for h in hashes:
-                    future = self._lookups.pop(h)
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            found = {row.token_hash: row for row in rows}
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            ttl = self.cache_ttl_s
+        hashes: list[str] = []
+        try:
+            await asyncio.sleep(0)  # the callers of this moment join the batch
+            while self._wanted:
+                hashes, self._wanted = self._wanted[:_READ_AT_ONCE], self._wanted[_READ_AT_ONCE:]
+                await self._read_some(hashes)
+        except BaseException:  # cancelled (shutdown): no caller may wait on a lookup nobody finishes
+            for h in hashes + self._wanted:
+                future = self._lookups.pop(h, None)
+                if future is not None and not future.done():
+                    future.cancel()
+            self._wanted = []
+            raise
+
+    async def _read_some(self, hashes: list[str]) -> None:
+        read_at = self.monotonic()
+        try:
+            self.reads += 1
+            self.lookups += len(hashes)
+            async with self.store.transaction() as tx:
+                rows = (
+                    await tx.conn.execute(select(api_token).where(api_token.c.token_hash.in_(hashes)))
+                ).all()
+        except Exception as e:  # each waiting caller gets it raised; a re-read has none: say it
+            log.warning("bearer token lookup of %d tokens failed: %r", len(hashes), e)
             for h in hashes:
-                row = found.get(h)
-                principal = (
-                    None if row is None or row.revoked else Principal(h[:12], row.role, row.facility_id)
-                )
-                self._cache[h] = (principal, read_at + ttl * random.uniform(0.5, 0.75), read_at + ttl)
                 future = self._lookups.pop(h)
                 if not future.done():
-                    future.set_result(principal)
+                    future.set_exception(e)
+            return
+        found = {row.token_hash: row for row in rows}
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        ttl = self.cache_ttl_s
+        for h in hashes:
+            row = found.get(h)
+            principal = (
+                None if row is None or row.revoked else Principal(h[:12], row.role, row.facility_id)
+            )
+            self._cache[h] = (principal, read_at + ttl * random.uniform(0.5, 0.75), read_at + ttl)
+            future = self._lookups.pop(h)
+            if not future.done():
+                future.set_result(principal)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -116,3 +116,15 @@ async def test_a_failed_lookup_fails_its_callers_and_the_next_call_reads_again(s
     assert all(isinstance(r, ConnectionError) for r in results)
     book.store = real
     assert await book.authenticate(secret) is not None
+
+
+async def test_a_reader_cancelled_mid_lookup_leaves_no_caller_waiting(store, clock):
+    book, _ticks, secret = await _book(store, clock)
+    waiting = asyncio.create_task(book.authenticate(secret))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the reader has taken the batch and is querying
+    assert book._reader is not None
+    book._reader.cancel()
+    results = await asyncio.gather(waiting, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError) and not book._lookups
+    assert await book.authenticate(secret) is not None  # the next call reads again
