@@ -206,11 +206,11 @@ class CreditService:
         changed = {a: v for a, v in bal.amounts.items() if money.balances.get(a) != v}
         first_seq = st["posting_seq"] + 1
         st["posting_seq"] += len(postings)
-        events = self._settle_state(f, st, bb, bal, trigger, now)
+        events, assessed = self._settle_state(f, st, bb, bal, trigger, now)
         writes = MoneyWrites(
             f.facility_id, postings, first_seq, changed, {c: st[c] for c in MONEY_STATE_COLUMNS}, events
         )
-        return MoneyResult(posting, _summary(f, st, bb, bal, now)), writes
+        return MoneyResult(posting, _summary(f, st, bb, bal, now, assessed)), writes
 
     async def accrue(self, facility_id: str) -> FacilitySummary:
         """Book interest for every whole day not yet accrued (a daily job also calls this)."""
@@ -454,8 +454,9 @@ class CreditService:
     @staticmethod
     def _settle_state(
         f: Facility, st: dict[str, Any], bb: BorrowingBase, bal: Balances, trigger: str, now: datetime
-    ) -> list[dict[str, Any]]:
-        """Update the credit state (in memory) after a money operation; the line crossings."""
+    ) -> tuple[list[dict[str, Any]], CreditAssessment]:
+        """Update the credit state (in memory) after a money operation; the line crossings, and
+        the line's assessment now."""
         owed = bal.total_owed
         prev = _assess(f, st["last_outstanding"], st["last_bb"], st["last_market_value"])
         cur = _assess(f, owed, bb.borrowing_base, bb.market_value)
@@ -466,10 +467,11 @@ class CreditService:
             last_bb=bb.borrowing_base,
             last_market_value=bb.market_value,
         )
-        return [
+        events = [
             _event_row(f.facility_id, now, ev.kind, trigger, ev.facts())
             for ev in transitions(prev, cur, cast(Trigger, trigger))
         ]
+        return events, cur
 
     async def _balances(self, tx: Any, f: Facility) -> Balances:
         stored = (await tx.balances([f.facility_id]))[f.facility_id]
@@ -512,12 +514,23 @@ class CreditService:
 
 
 def _summary(
-    f: Facility, st: dict[str, Any], bb: BorrowingBase, bal: Balances, now: datetime
+    f: Facility,
+    st: dict[str, Any],
+    bb: BorrowingBase,
+    bal: Balances,
+    now: datetime,
+    assessed: CreditAssessment | None = None,
 ) -> FacilitySummary:
-    """The facility as the borrower sees it at `now` (whole days not yet booked shown as accrued)."""
+    """The facility as the borrower sees it at `now` (whole days not yet booked shown as accrued).
+
+    `assessed`: the line's assessment of exactly (bal.total_owed, bb), if the caller has it; it
+    stands when no interest is pending (a money operation has just booked it)."""
     pending = _pending_interest(st, bal.principal, f.currency, now)
-    owed = bal.total_owed + pending
-    a = _assess(f, owed, bb.borrowing_base, bb.market_value)
+    if assessed is not None and pending == 0:
+        owed, a = bal.total_owed, assessed
+    else:
+        owed = bal.total_owed + pending
+        a = _assess(f, owed, bb.borrowing_base, bb.market_value)
     mc = a.margin_call
     return FacilitySummary(
         f.facility_id,
