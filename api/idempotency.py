@@ -21,13 +21,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.principal import Principal
 from api.problems import ApiProblem, ledger_problem
 from ledger.core.errors import LedgerError
 from ledger.credit import Answer, KeyedRequest
-from ledger.store.port import RequestKey, RequestKeyInFlight, RequestKeyReused, StoredResponse
+from ledger.store.port import RequestKey, RequestKeyInFlight, RequestKeyReused, StoredResponse, encode_json
 
 R = TypeVar("R")
 
@@ -49,7 +49,8 @@ def keyed_request(
         raise ApiProblem(400, "idempotency_key_missing", "this request needs an Idempotency-Key header")
 
     def answer(result: Any) -> StoredResponse:
-        return StoredResponse(*render(result))
+        status, body = render(result)
+        return StoredResponse(status, body, encode_json(body))  # stored and sent as these bytes
 
     def refuse(error: LedgerError) -> StoredResponse:
         resp = ledger_problem(error)
@@ -71,12 +72,12 @@ def key_problem(error: RequestKeyInFlight | RequestKeyReused) -> ApiProblem:
     )
 
 
-def answered(a: Answer) -> JSONResponse:
+def answered(a: Answer) -> Response:
     """The HTTP response of a keyed request's answer, fresh or replayed."""
     r = a.response
-    return JSONResponse(
-        r.body,
+    return Response(
+        r.json_bytes(),
         status_code=r.status_code,
-        media_type="application/problem+json" if r.status_code >= 400 else None,
+        media_type="application/problem+json" if r.status_code >= 400 else "application/json",
         headers={"Idempotent-Replayed": "true"} if a.replayed else None,
     )

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.borrower_request import borrower_request, borrower_route
 from api.deps import CurrentPrincipal, PlatformDep, VisibleFacility
@@ -29,7 +29,7 @@ async def once(
     body: dict[str, Any],
     run: Callable[[KeyedRequest], Awaitable[Answer]],
     render: Callable[[Any], tuple[int, dict[str, Any]]],
-) -> JSONResponse:
+) -> Response:
     """Run a money-moving request once per Idempotency-Key (rules in api/idempotency.py)."""
     keyed = keyed_request(principal, key, request, body, render)
     try:
@@ -43,7 +43,7 @@ def money_view(r: MoneyResult) -> tuple[int, dict[str, Any]]:
 
 
 @borrower_route(router, "/drawdowns", MoneyCreate)
-async def draw(request: Request) -> JSONResponse:
+async def draw(request: Request) -> Response:
     """Borrow `amount` now, within the availability at this instant.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request
@@ -59,7 +59,7 @@ async def draw(request: Request) -> JSONResponse:
 
 
 @borrower_route(router, "/repayments", MoneyCreate)
-async def repay(request: Request) -> JSONResponse:
+async def repay(request: Request) -> Response:
     """Repay `amount`: accrued interest first, then fees, then principal.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.borrower_request import borrower_request, borrower_route
 from api.routes.money import once
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
 
 
 @borrower_route(router, "/releases", ReleaseCreate)
-async def release(request: Request) -> JSONResponse:
+async def release(request: Request) -> Response:
     """Ask to take lots (or a quantity of a SKU) out; refused with the amount to repay first.
 
     Send an `Idempotency-Key` header (400 without one). The same key with the same request

@@ -327,7 +327,7 @@ class PgMoneyBatch(MoneyBatchTx):
                 [r.scope for r, _ in answers],
                 [r.key for r, _ in answers],
                 [a.status_code for _, a in answers],
-                [json.dumps(a.body) for _, a in answers],
+                [a.json_bytes().decode() for _, a in answers],
             )
         except asyncpg.UniqueViolationError as e:
             if e.constraint_name == "ux_posting_idempotency":

@@ -91,7 +91,7 @@ async def store_response(tx: Any, request: RequestKey, response: StoredResponse)
     await tx.conn.execute(
         update(t.idempotency_record)
         .where(t.idempotency_record.c.scope == request.scope, t.idempotency_record.c.key == request.key)
-        .values(state="done", status_code=response.status_code, body=json.dumps(response.body))
+        .values(state="done", status_code=response.status_code, body=response.json_bytes().decode())
     )
 
 

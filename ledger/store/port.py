@@ -8,9 +8,10 @@ it commits together or not at all. Adapters: `ledger.store.sql.PostgresStore` an
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -173,10 +174,24 @@ class RequestKey:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """The answer given to a keyed request, stored with the money it moved (or its refusal)."""
+    """The answer given to a keyed request, stored with the money it moved (or its refusal).
+
+    `encoded`: the body as JSON, when the caller already has it; the same text is stored and
+    sent, so a fresh answer is encoded once (`json_bytes`)."""
 
     status_code: int
     body: Any
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
+
+    def json_bytes(self) -> bytes:
+        if self.encoded is not None:
+            return self.encoded
+        return encode_json(self.body)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON, as the API answers (Starlette's JSONResponse rendering)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 class RequestKeyInFlight(Exception):

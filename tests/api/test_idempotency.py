@@ -220,3 +220,15 @@ async def test_a_second_token_of_the_same_borrower_has_its_own_keys(api):
     )
     assert r.status_code == 201, r.text
     assert await postings(api) == [("drawdown", "100.00"), ("drawdown", "250.00")]
+
+
+async def test_a_fresh_answer_and_its_replay_are_the_same_bytes(api):
+    """The answer is encoded once: the bytes stored with the money are the bytes sent, and the
+    replay sends them again."""
+    headers = api.auth("borrower") | {"Idempotency-Key": "same-bytes"}
+    first = await api.client.post("/v1/facilities/F1/drawdowns", json={"amount": "10.00"}, headers=headers)
+    again = await api.client.post("/v1/facilities/F1/drawdowns", json={"amount": "10.00"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert first.content == again.content
+    assert first.headers["content-type"] == again.headers["content-type"] == "application/json"
