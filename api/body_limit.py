@@ -18,9 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.problems import problem
 
 
+def _detail(limit: int) -> str:
+    return f"the request body may be at most {limit} bytes"
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body may be at most {limit} bytes")
+        super().__init__(413, _detail(limit))
 
 
 class BodyLimit:
@@ -40,8 +44,8 @@ class BodyLimit:
                 break
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
-                detail = f"the request body may be at most {limit} bytes"
-                await problem(413, "payload_too_large", "Content Too Large", detail)(scope, receive, send)
+                refusal = problem(413, "payload_too_large", "Content Too Large", _detail(limit))
+                await refusal(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # the server delivers no more than declared
             return

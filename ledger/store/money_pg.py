@@ -42,6 +42,7 @@ from ledger.store.port import (
     StoredResponse,
 )
 from ledger.store.tables import credit_state
+from ledger.store.types import DecimalType
 
 # Numerics travel as text both ways (`::text[]` out, `$n::text[]::numeric[]` in), exact either
 # way: asyncpg's binary numeric codec took ~3.6 us per array element to encode and ~1.5 us to
@@ -181,7 +182,7 @@ def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-_NUMERIC_STATE = frozenset({"last_outstanding", "last_bb", "last_market_value"})
+_NUMERIC_STATE = frozenset(c.name for c in credit_state.columns if isinstance(c.type, DecimalType))
 
 
 def _state_param(column: str, v: Any) -> Any:
