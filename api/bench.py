@@ -32,6 +32,7 @@ from ledger.core.price import PricePoint
 from ledger.core.pricing import RatePlan
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.credit import CreditService
+from ledger.machine_load import CpuShare, MachineLoad, by_name, quiet_collector
 from ledger.service import LedgerService, LotRegistration
 from ledger.store.checkpoint import checkpoint
 from ledger.store.engine import create_engine
@@ -48,16 +49,21 @@ class Load:
     statuses: dict[int, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # CPU seconds of the API's processes while measuring
     seconds: float = 0.0  # measured time
+    machine: list[CpuShare] = field(default_factory=list)  # where the CPU went, per slice
 
     def add(self, other: Load) -> None:
         self.cpu_s += other.cpu_s
         self.seconds += other.seconds
+        self.machine += other.machine
         self.latencies += other.latencies
         for k, v in other.statuses.items():
             self.statuses[k] = self.statuses.get(k, 0) + v
 
     def cpu_per_request_us(self) -> float:
         return 1e6 * self.cpu_s / max(1, len(self.latencies))
+
+    def machine_line(self) -> str:
+        return f"\n    machine: {CpuShare.mean(self.machine).line()}" if self.machine else ""
 
     def rate(self) -> float:
         return len(self.latencies) / self.seconds
@@ -199,10 +205,13 @@ async def _run(
     """`clients` closed-loop keep-alive clients for `warmup` + `seconds`; only requests that
     start after the warm-up count (the first ones fill the server's caches: tokens, facilities,
     prepared statements, new pooled connections), and only the API CPU spent after it."""
+    quiet_collector()
     load = Load()
     start = time.perf_counter()
-    if cpu is not None:
+    census = _census(cpu.pid) if cpu is not None else None
+    if cpu is not None and census is not None:
         asyncio.get_running_loop().call_later(warmup, cpu.mark)
+        asyncio.get_running_loop().call_later(warmup, census.start)
     measure_from = start + warmup
     deadline = measure_from + seconds
     conns = [await Conn.open(port) for _ in range(clients)]
@@ -220,8 +229,9 @@ async def _run(
 
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
     load.seconds = time.perf_counter() - measure_from
-    if cpu is not None:
+    if cpu is not None and census is not None:
         load.cpu_s = cpu.since_mark()
+        load.machine.append(census.stop())
     for c in conns:
         c.close()
     return load
@@ -315,6 +325,12 @@ class _Cpu:
         return self._total() - self.last
 
 
+def _census(server_pid: int) -> MachineLoad:
+    """Where a phase's CPU goes: the API's processes, this process (the 64 clients), PostgreSQL."""
+    pids = {p: "api" for p in _tree(server_pid)} | {os.getpid(): "clients"}
+    return MachineLoad(by_name(pids, {"postgres": "postgres"}), ["api", "clients", "postgres"])
+
+
 def _peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -323,9 +339,7 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _side_by_side(
-    port: int, seconds: float, rounds: int, money_load, cpu: _Cpu
-) -> tuple[Load, Load]:
+async def _side_by_side(port: int, seconds: float, rounds: int, money_load, cpu: _Cpu) -> tuple[Load, Load]:
     """(a) and (b) in alternating slices, `rounds` of each, so that whatever else the machine
     does in the meantime weighs on both alike: (health, money)."""
     health, money, slice_s = Load(), Load(), seconds / rounds
@@ -368,12 +382,12 @@ async def run_drawdown_bench(
         rate_a, rate_b = health.rate(), money.rate()
         console.print(
             f"(a) GET /v1/health: {rate_a:,.0f} req/s, p99 {health.p(0.99):.1f} ms {health.statuses}; "
-            f"{health.cpu_per_request_us():.0f} us of API CPU per request"
+            f"{health.cpu_per_request_us():.0f} us of API CPU per request{health.machine_line()}"
         )
         console.print(
             f"(b) drawdowns+repayments: {rate_b:,.0f} req/s, p50 {money.p(0.5):.1f} ms, "
             f"p99 {money.p(0.99):.1f} ms {money.statuses}; {money.cpu_per_request_us():.0f} us of API CPU "
-            "per request"
+            f"per request{money.machine_line()}"
         )
         accepted, avail = await _race(port, race_id, race_secret, 1000)
         overdraw = max(D(0), accepted - avail)
@@ -391,7 +405,7 @@ async def run_drawdown_bench(
         console.print(
             f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
             f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}; {money_d.cpu_per_request_us():.0f} us of "
-            "API CPU per request"
+            f"API CPU per request{money_d.machine_line()}"
         )
         rss = max(_peak_rss_mb(p) for p in _tree(server.pid))
         console.print(

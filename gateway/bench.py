@@ -99,6 +99,7 @@ from gateway.mqtt import RECEIVE_MAXIMUM, MqttConfig, discard_session, parse_mqt
 from gateway.registry import DeviceRegistry, DeviceSpec
 from gateway.topics import events_topic
 from ledger.core.reference import Site, Zone
+from ledger.machine_load import CpuShare, MachineLoad, by_name, quiet_collector
 from ledger.service import LedgerService
 from ledger.store.checkpoint import checkpoint
 from ledger.store.engine import create_engine
@@ -534,6 +535,7 @@ class _Phase:
     window_s: float
     ran_out: bool  # the pool ended before the phase did (the window was shorter)
     cpu_us: float  # the consumers' CPU time per event over the window, microseconds
+    machine: CpuShare | None = None  # the machine's busy cores over the window, by process group
 
     @property
     def lost(self) -> int:
@@ -555,10 +557,12 @@ async def _drive(
     seconds: float,
     warmup_s: float,
     window: int,
+    census: MachineLoad | None = None,
 ) -> _Phase:
     """Publish `pool` in a closed loop (at most `window` outstanding) for `seconds`; the rate is
-    measured by `exact` between `warmup_s` and the end, the consumers' `cpu` seconds likewise.
-    Then drain."""
+    measured by `exact` between `warmup_s` and the end, the consumers' `cpu` seconds and the
+    machine's `census` likewise. Then drain."""
+    quiet_collector()
     sent = done = 0
     start = time.monotonic()
     next_poll = start
@@ -568,6 +572,8 @@ async def _drive(
         now = time.monotonic()
         if first is None and now - start >= warmup_s:
             first, cpu_first = await _timed(exact), cpu()
+            if census is not None:
+                census.start()
         if now - start >= seconds or sent >= len(pool):
             break
         if now >= next_poll:
@@ -583,13 +589,14 @@ async def _drive(
             await asyncio.sleep(0.001)
     ran_out = sent >= len(pool) and time.monotonic() - start < seconds
     last, cpu_last = await _timed(exact), cpu()
+    machine = census.stop() if census is not None and first is not None else None
     if first is None or last[1] - first[1] <= 0:
         first = (0, start)
     events = last[0] - first[0]
     rate = events / (last[1] - first[1])
     cpu_us = (cpu_last - cpu_first) / max(events, 1) * 1e6
     arrived = await _drain(progress, exact, sent)
-    return _Phase(rate, sent, arrived, last[1] - first[1], ran_out, cpu_us)
+    return _Phase(rate, sent, arrived, last[1] - first[1], ran_out, cpu_us, machine)
 
 
 async def _drain(progress: Callable[[], Awaitable[int]], exact: Callable[[], Awaitable[int]],
@@ -612,6 +619,7 @@ async def _latency(pubs: _Publishers, readers: Sequence[_ZoneReader], db: _Db,
                    options: IngestBenchOptions) -> list[float]:
     """(c): paced publishing, each event stamped when handed to paho; commit seen by polling.
     Returns the latencies (ms) of the events published after the warm-up."""
+    quiet_collector()
     n, publishers = len(readers), len(pubs.clients)
     cursor = _Cursor(await db.max_read_id())
     counted_from = datetime.now(UTC) + timedelta(seconds=options.warmup_s)
@@ -864,8 +872,9 @@ class _Run:
             return await self.db.reads_since(base_id)
 
         running = [g for g in self.gateways if g.proc is not None and g.proc.poll() is None]
+        census = _census({g.proc.pid: "gateways" for g in running if g.proc is not None}, "gateways")
         phase = await _drive(self.pubs, pool, progress, exact,
-                             lambda: sum(g.cpu_s() for g in running), o.rate_s, o.warmup_s, window)
+                             lambda: sum(g.cpu_s() for g in running), o.rate_s, o.warmup_s, window, census)
         for g in running:
             g.sample_rss()
         return phase
@@ -878,8 +887,17 @@ def _describe(label: str, p: _Phase) -> str:
     if p.ran_out:
         notes.append("pool ran out: shorter window")
     extra = f" ({'; '.join(notes)})" if notes else ""
+    machine = f"\n    machine: {p.machine.line()}" if p.machine is not None else ""
     return (f"{label}: {p.rate:,.0f} events/s over {p.window_s:.1f} s, {p.sent:,} published, "
-            f"consumer CPU {p.cpu_us:.0f} us/event{extra}")
+            f"consumer CPU {p.cpu_us:.0f} us/event{extra}{machine}")
+
+
+def _census(consumers: dict[int, str], group: str) -> MachineLoad:
+    """Where a phase's CPU goes: the consumers, this process (the publisher), the broker and
+    PostgreSQL (by process name, on this machine)."""
+    pids = {**consumers, os.getpid(): "publisher"}
+    names = {"mosquitto": "mosquitto", "postgres": "postgres"}
+    return MachineLoad(by_name(pids, names), [group, "publisher", "mosquitto", "postgres"])
 
 
 async def run_ingest_bench(database_url: str, mqtt_url: str, options: IngestBenchOptions,
@@ -964,8 +982,9 @@ async def _ceiling(b: _Run) -> _Phase:
     b.client_ids.append(bare_id)
     bare = _BareProcess(b.mqtt_url, bare_id, f"pledge/v1/{b.site_id}/+/events", o.receive_maximum)
     await bare.start()
+    assert bare.proc is not None
     a = await _drive(b.pubs, pool, bare.counted, bare.counted, bare.cpu_s, o.bare_s, o.warmup_s,
-                     o.effective_window)
+                     o.effective_window, _census({bare.proc.pid: "subscriber"}, "subscriber"))
     await bare.stop()
     await discard_session(MqttConfig(b.mqtt_url, bare_id))
     b.console.print(_describe("(a) bare paho subscriber", a))
