@@ -87,6 +87,7 @@ async def build_platform(settings: Settings) -> Platform:
         settings.rate_plan(),
         max_batches=settings.money_batches,
         max_orders=settings.money_batch_max,
+        min_orders_busy=settings.money_batch_min_busy,
     )
     return Platform(
         store,

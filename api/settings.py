@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         4, ge=1, description="money batches (drawdowns/repayments) in flight at once (ledger/money_desk.py)"
     )
     money_batch_max: int = Field(64, ge=1, description="requests in one money batch at most")
+    money_batch_min_busy: int = Field(
+        16, ge=1, description="while a money batch runs, another starts only with this many requests waiting"
+    )
     funding_cost: str = "0.030"
     operating_cost: str = "0.010"
     risk_premium_a: str = "0.010"

@@ -105,13 +105,21 @@ class CreditService:
         *,
         max_batches: int = 4,
         max_orders: int = 64,
+        min_orders_busy: int = 1,
     ) -> None:
-        """`max_batches` money batches run at once, of up to `max_orders` requests each
+        """`max_batches` money batches run at once, of up to `max_orders` requests each; while
+        one runs, another starts only with `min_orders_busy` requests waiting
         (ledger/money_desk.py)."""
         self.ledger = ledger
         self.clock = clock
         self.rate_plan = rate_plan
-        self.desk = MoneyDesk(ledger.store, clock, max_batches=max_batches, max_orders=max_orders)
+        self.desk = MoneyDesk(
+            ledger.store,
+            clock,
+            max_batches=max_batches,
+            max_orders=max_orders,
+            min_orders_busy=min_orders_busy,
+        )
         ledger.subscribe(self._reassess)
 
     # --- facilities ------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from ledger.core.journal import JournalEntry
 from ledger.core.lot import Lot
 from ledger.core.posting import Posting
@@ -190,8 +192,17 @@ class StoredResponse:
 
 
 def encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON, as the API answers (Starlette's JSONResponse rendering)."""
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON, as the API answers (Starlette's JSONResponse rendering).
+
+    orjson: the same bytes as `json.dumps(ensure_ascii=False, separators=(",", ":"))` for
+    strings, integers, booleans and null (what the views make of every Decimal and date), at
+    ~1 us against ~13 for a money answer. What orjson refuses (an integer beyond 64 bits, a
+    key that is not a string) goes the stdlib's way. A float is never in an answer (orjson
+    would write NaN as null where the stdlib refuses it)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 class RequestKeyInFlight(Exception):

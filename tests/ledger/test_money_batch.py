@@ -24,10 +24,11 @@ POSTGRES_ONLY = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
 
 async def world(store, clock, **desk):
-    """Three facilities with goods, and a desk that runs ONE batch at a time, so that requests
-    sent together queue behind the first and then leave together."""
+    """Three facilities with goods, and a desk that runs ONE batch at a time (unless `desk`
+    says otherwise), so that requests sent together queue behind the first and then leave
+    together."""
     ledger = LedgerService(store, clock)
-    credit = CreditService(ledger, clock, PLAN, max_batches=1, **desk)
+    credit = CreditService(ledger, clock, PLAN, **{"max_batches": 1, **desk})
     await build(ledger, "F0")
     for fid in FACILITIES:
         await credit.open_facility(facility(fid, commitment=D("1000000"), reserves=D(0)), "B")
@@ -150,6 +151,33 @@ async def test_a_batch_of_many_orders_is_capped_and_the_rest_waits(store, clock)
     assert all(a.response.status_code == 201 for a in answers)
     assert credit.desk.batched == 20 and credit.desk.batches >= 5
     await check_all(credit)
+
+
+async def test_a_busy_desk_starts_another_batch_only_for_enough_requests(store, clock):
+    # Four batches may run at once, but while one runs another starts only with 64 requests
+    # waiting: the first request goes alone, the 14 sent with it wait for it and leave together.
+    _ledger, credit = await world(store, clock, max_batches=4, min_orders_busy=64)
+    answers = await asyncio.gather(
+        *(credit.draw_keyed(fid, D("10.00"), keyed(f"b-{fid}-{n}")) for n in range(5) for fid in FACILITIES)
+    )
+    assert all(a.response.status_code == 201 for a in answers)
+    assert (credit.desk.batches, credit.desk.batched) == (2, 15)
+    await check_all(credit)
+
+
+async def test_without_a_minimum_a_free_slot_takes_the_next_request_at_once(store, clock):
+    _ledger, credit = await world(store, clock, max_batches=4)  # min_orders_busy 1: the default
+    answers = await asyncio.gather(
+        *(credit.draw_keyed(fid, D("10.00"), keyed(f"c-{fid}-{n}")) for n in range(5) for fid in FACILITIES)
+    )
+    assert all(a.response.status_code == 201 for a in answers)
+    assert credit.desk.batched == 15 and credit.desk.batches >= 3  # one per free slot, then the rest
+    await check_all(credit)
+
+
+async def test_the_desk_refuses_a_minimum_below_one(store, clock):
+    with pytest.raises(ValueError, match="min_orders_busy"):
+        await world(store, clock, min_orders_busy=0)
 
 
 async def test_the_store_batch_reads_each_facility_once(store, clock):
