@@ -265,6 +265,7 @@ def bench_ingest(
         int, typer.Option(help="MQTT 5 Receive Maximum of the gateways and the bare subscriber")
     ] = RECEIVE_MAXIMUM,
     warmup_seconds: Annotated[float, typer.Option(help="unmeasured start of each phase")] = 2.0,
+    rounds: Annotated[int, typer.Option(min=1, help="(a) and (b) alternate in this many slices each")] = 3,
     database_url: Annotated[
         str, typer.Option(envvar="PLEDGE_BENCH_DATABASE_URL")
     ] = "postgresql+asyncpg://root@127.0.0.1:5432/test",
@@ -284,6 +285,7 @@ def bench_ingest(
         window=window,
         receive_maximum=receive_maximum,
         warmup_s=warmup_seconds,
+        rounds=rounds,
     )
     asyncio.run(run_ingest_bench(database_url, mqtt_url, options, console))
 

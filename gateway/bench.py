@@ -4,7 +4,9 @@ All in one run, against a real Mosquitto and PostgreSQL (a schema of its own, dr
 end; a site id of its own, so that its topics `pledge/v1/{site}/...` meet no other run):
 
 (a) **ceiling**: a bare paho subscriber (its own process; MQTT 5, QoS 1, persistent session,
-    manual ack right after receipt, no store) fed by the same publisher as (b).
+    manual ack right after receipt, no store) fed by the same publisher as (b). (a) and (b)
+    alternate in `rounds` (3) slices each, both processes up throughout, each on a site of its
+    own, so that the machine's drift weighs on both alike (`_side_by_side`).
 (b) **durable rate**: `pledge gateway` as a subprocess, fed signed native `rfid.read` events of
     `devices` zone readers; an event counts once its evidence row is committed (the gateway
     acknowledges only after that commit).
@@ -48,7 +50,8 @@ Method.
   publish-to-commit time (and at most the query's network hop, ~0.1 ms, below it). Events of
   the first `warmup_s` are not counted.
 * Each phase line also shows the consumers' CPU time per event (user + system, psutil) over the
-  measured window, and (e) times a dedup lookup (`gateway.dedup.seen`) and a prune pass before
+  measured window, and under it the machine's census (`ledger/machine_load.py`): busy cores,
+  and per process group the cores used and the time queued for a core, and (e) times a dedup lookup (`gateway.dedup.seen`) and a prune pass before
   and after the load: the dedup table is pruned by age, so what matters is that neither grows
   with the stored history.
 * The encoder: `encode_event` costs ~44 microseconds per event, which would make pre-encoding
@@ -132,6 +135,7 @@ class IngestBenchOptions:
     warmup_s: float = 2.0  # not measured at the start of each phase
     poll_ms: float = 5.0  # latency poller period
     max_rate: float = 30_000.0  # events/s the pre-encoded pool of (a) is sized for
+    rounds: int = 3  # (a) and (b) alternate in this many slices each
 
     @property
     def effective_window(self) -> int:
@@ -156,7 +160,7 @@ class _ZoneReader:
         self.topic = events_topic(site_id, device_id)
         self.index = index
         self.seq = seq
-        self._key = secret
+        self.secret = secret
         sample_at = datetime(2026, 1, 5, 9, 0, 0, 123456, tzinfo=UTC)
         epc, antenna, rssi = self._read(7)
         expected = encode_event(device_id, 7, sample_at, "rfid.read",
@@ -173,7 +177,7 @@ class _ZoneReader:
         body = f'{{"antenna":{antenna},"epc":"{epc}","rssi_dbm":{rssi}}}'
         head = f'{{"body":{body},"device_id":"{self.device_id}","seq":{seq},'
         tail = f'"ts":"{ts}","type":"rfid.read"}}'
-        sig = hmac.new(self._key, (head + tail).encode(), hashlib.sha256).hexdigest()
+        sig = hmac.new(self.secret, (head + tail).encode(), hashlib.sha256).hexdigest()
         return f'{head}"sig":"{sig}",{tail}'.encode()
 
     def next(self, at: datetime) -> bytes:
@@ -426,6 +430,15 @@ class _BareProcess:
 
     async def counted(self) -> int:
         return self.count
+
+    def counter(self) -> Callable[[], Awaitable[int]]:
+        """A count of what arrives from now on (the subscriber reports its total)."""
+        base = self.count
+
+        async def since() -> int:
+            return self.count - base
+
+        return since
 
     def cpu_s(self) -> float:
         return _cpu_s(self.proc.pid if self.proc is not None else None)
@@ -860,10 +873,15 @@ class _Run:
         for r in self.readers:
             r.seq = last.get(r.device_id, 0)
 
-    async def gateway_phase(self, pool_rate: float, window: int) -> _Phase:
+    async def gateway_phase(self, pool_rate: float, window: int, seconds: float | None = None,
+                            warmup_s: float | None = None) -> _Phase:
+        """The running gateways fed for `seconds` (the options' rate_s by default), of which the
+        first `warmup_s` are not measured."""
         await self.resync()
         o = self.options
-        pool = _pool(self.readers, int(pool_rate * o.rate_s) + window, o.publishers)
+        seconds = o.rate_s if seconds is None else seconds
+        warmup_s = o.warmup_s if warmup_s is None else warmup_s
+        pool = _pool(self.readers, int(pool_rate * seconds) + window, o.publishers)
         base_id = await self.db.max_read_id()
 
         progress = _Progress(self.db, base_id)
@@ -874,7 +892,7 @@ class _Run:
         running = [g for g in self.gateways if g.proc is not None and g.proc.poll() is None]
         census = _census({g.proc.pid: "gateways" for g in running if g.proc is not None}, "gateways")
         phase = await _drive(self.pubs, pool, progress, exact,
-                             lambda: sum(g.cpu_s() for g in running), o.rate_s, o.warmup_s, window, census)
+                             lambda: sum(g.cpu_s() for g in running), seconds, warmup_s, window, census)
         for g in running:
             g.sample_rss()
         return phase
@@ -956,9 +974,8 @@ async def _phases(b: _Run, store: PostgresStore) -> None:
                     f"{o.publishers} publisher connections, window {o.effective_window}, "
                     f"Receive Maximum {o.receive_maximum}")
     b.console.print(await checkpoint(b.db.conn))
-    a = await _ceiling(b)
+    a, one, p99 = await _side_by_side(b)
     pool_rate = max(a.rate, o.latency_rate) * 1.25  # a gateway cannot outrun the ceiling
-    one, p99 = await _one_gateway(b, pool_rate)
     # the pair may outrun the bare subscriber: events for 1.6 x one gateway (the target is 1.5 x),
     # or its window is cut short when the pool runs out
     pair = await _two_gateways(b, max(pool_rate, 1.6 * one.rate))
@@ -974,31 +991,49 @@ async def _phases(b: _Run, store: PostgresStore) -> None:
         f"peak_rss_mb={peak:.0f}")
 
 
-async def _ceiling(b: _Run) -> _Phase:
-    """(a): the bare subscriber, fed like the gateways."""
+async def _side_by_side(b: _Run) -> tuple[_Phase, _Phase, float]:
+    """(a) and (b) in alternating slices, `rounds` of each, then (c); returns (a), (b), p99 (ms).
+
+    The bare subscriber and the gateway run side by side, each on a site of its own (the
+    subscriber's filter is `pledge/v1/<site>A/+/events`, the gateway subscribes to `<site>`
+    only), and the publisher feeds one of them at a time: whatever else the machine does
+    meanwhile, and its speed drifting over a minute, weighs on both alike (as the drawdown
+    bench alternates its (a) and (b)). Each slice drains before the next starts. The first
+    slice of each warms up for `warmup_s`, later ones for at most 1 s (both processes are up
+    and warm by then); only the rest is measured.
+    """
     o = b.options
-    pool = _pool(b.readers, int(o.max_rate * o.bare_s) + o.effective_window, o.publishers)
+    rounds = max(1, o.rounds)
+    bare_site = f"{b.site_id}A"
+    bare_readers = [_ZoneReader(bare_site, r.device_id, r.index, r.secret) for r in b.readers]
     bare_id = f"bench-{b.run_id}-bare"
     b.client_ids.append(bare_id)
-    bare = _BareProcess(b.mqtt_url, bare_id, f"pledge/v1/{b.site_id}/+/events", o.receive_maximum)
+    bare = _BareProcess(b.mqtt_url, bare_id, f"pledge/v1/{bare_site}/+/events", o.receive_maximum)
     await bare.start()
     assert bare.proc is not None
-    a = await _drive(b.pubs, pool, bare.counted, bare.counted, bare.cpu_s, o.bare_s, o.warmup_s,
-                     o.effective_window, _census({bare.proc.pid: "subscriber"}, "subscriber"))
-    await bare.stop()
-    await discard_session(MqttConfig(b.mqtt_url, bare_id))
-    b.console.print(_describe("(a) bare paho subscriber", a))
-    return a
-
-
-async def _one_gateway(b: _Run, pool_rate: float) -> tuple[_Phase, float]:
-    """(b) the durable rate of one gateway, then (c) its latency; returns (b) and the p99 (ms)."""
-    o = b.options
     g = b.gateway()
     g.start()
     await g.ready()
-    rate = await b.gateway_phase(pool_rate, o.effective_window)
-    b.console.print(_describe("(b) one gateway, durable", rate))
+    a_parts: list[_Phase] = []
+    b_parts: list[_Phase] = []
+    measured_a = max(o.bare_s - o.warmup_s, 0.5) / rounds
+    measured_b = max(o.rate_s - o.warmup_s, 0.5) / rounds
+    for r in range(rounds):
+        warm = o.warmup_s if r == 0 else min(o.warmup_s, 1.0)
+        pool = _pool(bare_readers, int(o.max_rate * (warm + measured_a)) + o.effective_window, o.publishers)
+        counted = bare.counter()  # this slice's events only
+        a_parts.append(await _drive(b.pubs, pool, counted, counted, bare.cpu_s, warm + measured_a,
+                                    warm, o.effective_window,
+                                    _census({bare.proc.pid: "subscriber"}, "subscriber")))
+        pool_rate = max(p.rate for p in a_parts) * 1.25  # a gateway cannot outrun the ceiling
+        b_parts.append(await b.gateway_phase(pool_rate, o.effective_window, warm + measured_b, warm))
+    await bare.stop()
+    await discard_session(MqttConfig(b.mqtt_url, bare_id))
+    a, one = _combined(a_parts), _combined(b_parts)
+    for label, whole, parts, other in (("(a) bare paho subscriber", a, a_parts, "(b)"),
+                                       ("(b) one gateway, durable", one, b_parts, "(a)")):
+        slices = " / ".join(f"{p.rate:,.0f}" for p in parts)
+        b.console.print(_describe(f"{label}, alternating with {other} in slices of {slices}", whole))
     await b.resync()
     latencies = await _latency(b.pubs, b.readers, b.db, o)
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
@@ -1006,7 +1041,24 @@ async def _one_gateway(b: _Run, pool_rate: float) -> tuple[_Phase, float]:
                     f"max {max(latencies, default=float('nan')):.1f} ms ({len(latencies):,} events, "
                     f"poll every {o.poll_ms:g} ms)")
     await b.retire(g)
-    return rate, p99
+    return a, one, p99
+
+
+def _combined(parts: list[_Phase]) -> _Phase:
+    """Slices of one phase as one: events over measured time, CPU per event weighted by events."""
+    events = [p.rate * p.window_s for p in parts]
+    total = sum(events)
+    window = sum(p.window_s for p in parts)
+    machines = [p.machine for p in parts if p.machine is not None]
+    return _Phase(
+        total / window if window > 0 else 0.0,
+        sum(p.sent for p in parts),
+        sum(p.arrived for p in parts),
+        window,
+        any(p.ran_out for p in parts),
+        sum(p.cpu_us * e for p, e in zip(parts, events, strict=True)) / total if total > 0 else 0.0,
+        CpuShare.mean(machines) if len(machines) == len(parts) else None,
+    )
 
 
 async def _two_gateways(b: _Run, pool_rate: float) -> _Phase:
