@@ -51,9 +51,9 @@ Method.
   the first `warmup_s` are not counted.
 * Each phase line also shows the consumers' CPU time per event (user + system, psutil) over the
   measured window, and under it the machine's census (`ledger/machine_load.py`): busy cores,
-  and per process group the cores used and the time queued for a core, and (e) times a dedup lookup (`gateway.dedup.seen`) and a prune pass before
-  and after the load: the dedup table is pruned by age, so what matters is that neither grows
-  with the stored history.
+  and per process group the cores used and the time queued for a core. (e) times a dedup
+  lookup (`gateway.dedup.seen`) and a prune pass before and after the load: the dedup table is
+  pruned by age, so what matters is that neither grows with the stored history.
 * The encoder: `encode_event` costs ~44 microseconds per event, which would make pre-encoding
   a few hundred thousand events slower than the phases themselves. `_ZoneReader` writes the same
   canonical bytes from a template (~5 microseconds) and proves it against `encode_event` for

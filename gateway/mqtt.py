@@ -65,6 +65,8 @@ from typing import Any, Literal, NamedTuple, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from paho.mqtt.client import (
+    MQTT_LOG_ERR,
+    PUBACK,
     CallbackAPIVersion,
     Client,
     ConnectFlags,
@@ -357,12 +359,60 @@ class _BufferedClient(Client):
     """
 
     buffer: tuple[Any, PacketBuffer] | None = None  # (the socket it was read from, the buffer)
+    acks_coalesced = 0  # sends that carried more than one PUBACK (tests, diagnostics)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buffer = self.buffer
         if buffer is not None and buffer[0] is self._sock:
             return buffer[1].recv(bufsize)
         return super()._sock_recv(bufsize)
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """Write the queued packets: the PUBACKs at the head of the queue in one `send`, the
+        rest the paho way.
+
+        paho sends every queued packet with a `send` of its own, and a committed batch queues
+        hundreds of PUBACKs (4 bytes each): hundreds of syscalls and TCP segments, each read
+        by the broker on its own. Whole PUBACKs at the head of the queue (none begun) are
+        joined, up to 64 KiB, and sent together; what the kernel does not take stays queued
+        as paho would keep it (a PUBACK cut in the middle carries its position, and paho's own
+        loop finishes it). Anything else in the queue (CONNECT, SUBSCRIBE, PINGREQ, DISCONNECT
+        with its closing of the socket) is paho's `_packet_write`, unchanged."""
+        out = self._out_packet
+        while out and _plain_ack(out[0]):
+            batch: list[Any] = []
+            size = 0
+            while out and _plain_ack(out[0]) and size < _COALESCE_BYTES:
+                packet = out.popleft()
+                batch.append(packet)
+                size += len(packet["packet"])
+            try:
+                sent = self._sock_send(b"".join(p["packet"] for p in batch))
+            except (AttributeError, ValueError):  # no socket (any more): paho keeps them queued
+                out.extendleft(reversed(batch))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(batch))
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(batch))
+                self._easy_log(MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if len(batch) > 1:
+                self.acks_coalesced += 1
+            rest = []
+            for packet in batch:
+                length = len(packet["packet"])
+                if sent >= length:
+                    sent -= length
+                    continue
+                packet["pos"], packet["to_process"] = sent, length - sent  # 0 < sent: begun
+                sent = 0
+                rest.append(packet)
+            if rest:
+                out.extendleft(reversed(rest))
+                break
+        return super()._packet_write()
 
     def bytes_received(self) -> None:
         """Tell paho's keepalive that the broker sent something, as its own reads do after each
@@ -373,6 +423,14 @@ class _BufferedClient(Client):
         name = "_last_bytes_received" if hasattr(self, "_last_bytes_received") else "_last_msg_in"
         with self._msgtime_mutex:
             setattr(self, name, time.monotonic())
+
+
+_COALESCE_BYTES = 64 * 1024
+
+
+def _plain_ack(packet: Any) -> bool:
+    """A queued PUBACK not yet begun (paho's `_OutPacket` dict)."""
+    return (packet["command"] & 0xF0) == PUBACK and packet["pos"] == 0
 
 
 _C = TypeVar("_C", bound=Client)
@@ -480,6 +538,7 @@ class MqttSubscriber:
         # be sent (the broker redelivers that message on the new connection anyway, if it kept
         # the session).
         self._unacked: dict[int, InboundMessage] = {}  # mid -> the delivery it belongs to
+        self._watched_for_write: Any = None  # the socket the loop watches for writing, if any
         self._connection_count = 0
         self._connected = False
         self._last_problem = "none reported"  # for the timeout message of start()
@@ -630,6 +689,7 @@ class MqttSubscriber:
         loop.add_reader(sock, self._on_readable, client, sock, buffer)
         if client.want_write():  # the CONNECT packet
             loop.add_writer(sock, client.loop_write)
+            self._watched_for_write = sock
         return True
 
     def _on_readable(self, client: _BufferedClient, sock: Any, buffer: PacketBuffer) -> None:
@@ -714,19 +774,23 @@ class MqttSubscriber:
         if loop is not None and fd >= 0:
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+        self._watched_for_write = None
         self._lost.set()
 
     def _on_socket_register_write(self, client: Client, userdata: Any, sock: Any) -> None:
         # During reconnect() (worker thread) the socket is not watched yet: _connect registers
-        # the writer itself when the thread returns with the CONNECT still queued.
+        # the writer itself when the thread returns with the CONNECT still queued. paho asks
+        # for every packet it queues (each PUBACK of a batch): once is enough while watched.
         loop = self._loop
-        if loop is not None and _on_loop_thread(loop):
+        if loop is not None and _on_loop_thread(loop) and self._watched_for_write is not sock:
             loop.add_writer(sock, client.loop_write)
+            self._watched_for_write = sock
 
     def _on_socket_unregister_write(self, client: Client, userdata: Any, sock: Any) -> None:
         loop = self._loop
         if loop is not None and _on_loop_thread(loop):
             loop.remove_writer(sock)
+            self._watched_for_write = None
 
     async def _abort(self) -> None:
         client, self._client = self._client, None
