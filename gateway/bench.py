@@ -15,7 +15,9 @@ end; a site id of its own, so that its topics `pledge/v1/{site}/...` meet no oth
 (e) **growth**: `history` (1,000,000) older events bulk-loaded (COPY) into `tag_read` and
     `seen_event` of 40 more zone readers of the same site, timestamps spread over the 6 days
     before now (inside the 7-day dedup retention, so none is pruned), then (b) again with a
-    fresh gateway. growth_ratio = rate with the history / rate of (b).
+    fresh gateway, in slices alternating with a twin on an empty store (a schema and a site of
+    its own, its own gateway). growth_ratio = rate with the history / rate of the empty twin,
+    measured side by side (`_grown_side_by_side`).
 (f) **memory**: the highest VmHWM (/proc/<pid>/status) of every gateway process of the run.
 
 Method.
@@ -62,13 +64,15 @@ Method.
 
 The last line reads
 `ingest_ratio=<r> events_per_s=<n> p99_ms=<ms> scale2_ratio=<r> growth_ratio=<r> peak_rss_mb=<n>`
-with ingest_ratio = (b)/(a), events_per_s = (b), scale2_ratio = (d)/(b), growth_ratio = (e)/(b).
+with ingest_ratio = (b)/(a), events_per_s = (b), scale2_ratio = (d)/(b), growth_ratio = (e)/(the
+same on an empty store, side by side).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -889,7 +893,8 @@ class _Run:
         async def exact() -> int:
             return await self.db.reads_since(base_id)
 
-        running = [g for g in self.gateways if g.proc is not None and g.proc.poll() is None]
+        running = [g for g in self.gateways if g.proc is not None and g.proc.poll() is None
+                   and g.env["PLEDGE_DATABASE_SCHEMA"] == self.schema]
         census = _census({g.proc.pid: "gateways" for g in running if g.proc is not None}, "gateways")
         phase = await _drive(self.pubs, pool, progress, exact,
                              lambda: sum(g.cpu_s() for g in running), seconds, warmup_s, window, census)
@@ -979,15 +984,15 @@ async def _phases(b: _Run, store: PostgresStore) -> None:
     # the pair may outrun the bare subscriber: events for 1.6 x one gateway (the target is 1.5 x),
     # or its window is cut short when the pool runs out
     pair = await _two_gateways(b, max(pool_rate, 1.6 * one.rate))
-    grown = await _grown(b, store, pool_rate)
+    grown, empty = await _grown(b, store, pool_rate)
     peak = max(g.peak_rss_mb for g in b.gateways)
     dead = await b.db.dead_letters()
-    lost = a.lost + one.lost + pair.lost + grown.lost
+    lost = a.lost + one.lost + pair.lost + grown.lost + empty.lost
     peaks = ", ".join(f"{g.peak_rss_mb:.0f}" for g in b.gateways)
     b.console.print(f"(f) peak RSS of the gateway processes: {peaks} MB; dead letters {dead}; lost {lost}")
     b.console.print(
         f"ingest_ratio={one.rate / a.rate:.2f} events_per_s={one.rate:.0f} p99_ms={p99:.1f} "
-        f"scale2_ratio={pair.rate / one.rate:.2f} growth_ratio={grown.rate / one.rate:.2f} "
+        f"scale2_ratio={pair.rate / one.rate:.2f} growth_ratio={grown.rate / empty.rate:.2f} "
         f"peak_rss_mb={peak:.0f}")
 
 
@@ -1077,8 +1082,9 @@ async def _two_gateways(b: _Run, pool_rate: float) -> _Phase:
     return d
 
 
-async def _grown(b: _Run, store: PostgresStore, pool_rate: float) -> _Phase:
-    """(e): the history loaded (and the dedup probe around the load), then (b) again."""
+async def _grown(b: _Run, store: PostgresStore, pool_rate: float) -> tuple[_Phase, _Phase]:
+    """(e): the history loaded (and the dedup probe around the load), then (b) again, side by
+    side with the same on an empty store: (with the history, empty)."""
     o = b.options
     last = await b.db.last_seqs()
     probe = [(b.site_id, f"{r.device_id}:{s}") for r in b.readers
@@ -1095,13 +1101,60 @@ async def _grown(b: _Run, store: PostgresStore, pool_rate: float) -> _Phase:
     after = await _dedup_probe(store, probe)
     b.console.print(f"dedup lookup of {len(probe)} keys: {before[0]:.1f} ms -> {after[0]:.1f} ms; "
                     f"prune pass: {before[1]:.1f} ms -> {after[1]:.1f} ms (before -> after the load)")
-    g = b.gateway()
-    g.start()
-    await g.ready()
-    e = await b.gateway_phase(pool_rate, o.effective_window)
-    b.console.print(_describe(f"(e) one gateway, {o.history:,} events stored", e))
-    await b.retire(g)
-    return e
+    return await _grown_side_by_side(b, pool_rate)
+
+
+async def _grown_side_by_side(b: _Run, pool_rate: float) -> tuple[_Phase, _Phase]:
+    """(e) in slices alternating with the same on an empty store: a twin of the run (a schema
+    and a site of its own, the same devices, nothing stored) and its own gateway, both up
+    throughout, fed one at a time. growth_ratio compares the two as measured side by side,
+    not with (b) a few minutes earlier: this machine's speed drifts more than the effect."""
+    import asyncpg
+
+    o = b.options
+    rounds = max(1, o.rounds)
+    twin_schema, twin_site = f"{b.schema}_e", f"{b.site_id}E"
+    admin = create_engine(b.database_url)
+    async with admin.begin() as c:
+        await c.execute(text(f'CREATE SCHEMA "{twin_schema}"'))
+    engine = create_engine(b.database_url, schema=twin_schema)
+    twin_store = PostgresStore(engine)
+    conn: Any = None
+    try:
+        await migrate(engine)
+        keys = await _world(twin_store, twin_site, f"{twin_site}-Z", o.devices)
+        conn = await asyncpg.connect(b.database_url.replace("postgresql+asyncpg", "postgresql"),
+                                     server_settings={"search_path": twin_schema, "enable_seqscan": "off"})
+        twin = dataclasses.replace(
+            b, schema=twin_schema, site_id=twin_site, db=_Db(conn, twin_site),
+            readers=[_ZoneReader(twin_site, d, i, k) for i, (d, k) in enumerate(keys.items())])
+        grown_gw, empty_gw = b.gateway(), twin.gateway()
+        for g in (grown_gw, empty_gw):
+            g.start()
+        for g in (grown_gw, empty_gw):
+            await g.ready()
+        measured = max(o.rate_s - o.warmup_s, 0.5) / rounds
+        grown: list[_Phase] = []
+        empty: list[_Phase] = []
+        for r in range(rounds):
+            warm = o.warmup_s if r == 0 else min(o.warmup_s, 1.0)
+            grown.append(await b.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
+            empty.append(await twin.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
+        await b.retire(grown_gw, empty_gw)
+    finally:
+        if conn is not None:
+            await conn.close()
+        await twin_store.close()
+        async with admin.begin() as c:
+            await c.execute(text(f'DROP SCHEMA IF EXISTS "{twin_schema}" CASCADE'))
+        await admin.dispose()
+    e, e0 = _combined(grown), _combined(empty)
+    for label, whole, parts, other in (
+            (f"(e) one gateway, {o.history:,} events stored", e, grown, "an empty store"),
+            ("    the same gateway on an empty store", e0, empty, f"{o.history:,} stored")):
+        slices = " / ".join(f"{p.rate:,.0f}" for p in parts)
+        b.console.print(_describe(f"{label}, alternating with {other} in slices of {slices}", whole))
+    return e, e0
 
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "bare":
