@@ -5,7 +5,9 @@ All against PostgreSQL, in a schema of its own, with the API in its own process 
 (b) rate and p99 of alternating drawdowns and repayments (each with its Idempotency-Key) from
     64 clients spread over 100 facilities; (c) 1,000 concurrent drawdowns on ONE facility:
     how far their accepted total exceeds the availability (must be 0); (d) (b) again after
-    1,000,000 postings were loaded into the journal; (e) the API process's peak RSS (VmHWM).
+    1,000,000 postings were loaded into the journal, in slices alternating with the same on an
+    empty journal (a twin: a schema and an API server of its own), growth_ratio = (d) / twin;
+    (e) the API processes' peak RSS (VmHWM).
 The load generator is a minimal HTTP/1.1 client on raw asyncio streams, so that the client's
 own cost stays small next to the server's on this 2-core machine.
 """
@@ -358,6 +360,7 @@ async def run_drawdown_bench(
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     port = _free_port()
     server: subprocess.Popen[bytes] | None = None
+    twins: list[_Twin] = []
     try:
         ids, secrets = await _world(url, schema, 101)
         console.print(await _settle(url))
@@ -398,26 +401,94 @@ async def run_drawdown_bench(
         t0 = time.perf_counter()
         settled = await _load_postings(url, schema, ids, postings)
         console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s; {settled}")
-        money_d = Load()
-        for r in range(rounds):  # the same slices as (b), so that (d) / (b) compares like with like
+        # (d) against the same on an empty journal, side by side: a twin (a schema of its own,
+        # the same 100 facilities, no history) behind an API server of its own, the two fed in
+        # alternating slices, as (a) and (b) are: this machine's speed drifts more between
+        # (b) and (d), minutes apart, than the history changes anything.
+        twin = await _Twin.start(url, f"{schema}_e", len(ids))
+        twins.append(twin)
+        await _run(twin.port, 64, _WARM_UP_S, _money(twin.ids, twin.secrets, "w"))
+        money_d, money_e = Load(), Load()
+        for r in range(rounds):
             money_d.add(await _run(port, 64, seconds / rounds, _money(ids, secrets, f"d{r}"), cpu=cpu))
-        rate_d = money_d.rate()
+            empty = _money(twin.ids, twin.secrets, f"e{r}")
+            money_e.add(await _run(twin.port, 64, seconds / rounds, empty, cpu=twin.cpu))
+        rate_d, rate_e = money_d.rate(), money_e.rate()
         console.print(
-            f"(d) drawdowns+repayments with {postings:,} postings: {rate_d:,.0f} req/s, "
-            f"p99 {money_d.p(0.99):.1f} ms {money_d.statuses}; {money_d.cpu_per_request_us():.0f} us of "
-            f"API CPU per request{money_d.machine_line()}"
+            f"(d) drawdowns+repayments with {postings:,} postings, alternating with an empty journal: "
+            f"{rate_d:,.0f} req/s, p99 {money_d.p(0.99):.1f} ms {money_d.statuses}; "
+            f"{money_d.cpu_per_request_us():.0f} us of API CPU per request{money_d.machine_line()}"
         )
-        rss = max(_peak_rss_mb(p) for p in _tree(server.pid))
+        console.print(
+            f"    the same on an empty journal (its own API server): {rate_e:,.0f} req/s, "
+            f"p99 {money_e.p(0.99):.1f} ms {money_e.statuses}; {money_e.cpu_per_request_us():.0f} us of "
+            f"API CPU per request{money_e.machine_line()}"
+        )
+        rss = max(_peak_rss_mb(p) for s in (server, twin.server) for p in _tree(s.pid))
         console.print(
             f"drawdown_ratio={rate_b / rate_a:.2f} rps={rate_b:.0f} p99_ms={money.p(0.99):.1f} "
-            f"overdraw={overdraw} growth_ratio={rate_d / rate_b:.2f} peak_rss_mb={rss:.0f}"
+            f"overdraw={overdraw} growth_ratio={rate_d / rate_e:.2f} peak_rss_mb={rss:.0f}"
         )
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
+        for t in twins:
+            await t.stop()
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@dataclass
+class _Twin:
+    """The run's facilities again, in a schema of their own with nothing in the journal, behind
+    an API server of their own: the empty journal that (d) is measured against."""
+
+    url: str
+    schema: str
+    ids: list[str]
+    secrets: list[str]
+    port: int
+    server: subprocess.Popen[bytes]
+    cpu: _Cpu
+
+    @classmethod
+    async def start(cls, url: str, schema: str, facilities: int) -> _Twin:
+        admin = create_engine(url)
+        try:
+            async with admin.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        finally:
+            await admin.dispose()
+        try:
+            ids, secrets = await _world(url, schema, facilities)
+            port = _free_port()
+            env = {**os.environ, "PLEDGE_DATABASE_URL": url, "PLEDGE_DATABASE_SCHEMA": schema}
+            server = subprocess.Popen([*_API, "--port", str(port)], env=env)
+        except BaseException:
+            await _drop_schema(url, schema)
+            raise
+        twin = cls(url, schema, ids, secrets, port, server, _Cpu(server.pid))
+        try:
+            await _wait_port(port)
+        except BaseException:
+            await twin.stop()
+            raise
+        return twin
+
+    async def stop(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        await _drop_schema(self.url, self.schema)
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    admin = create_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
         await admin.dispose()
 
 
