@@ -211,7 +211,7 @@ async def _run(
     load = Load()
     start = time.perf_counter()
     census = _census(cpu.pid) if cpu is not None else None
-    if cpu is not None and census is not None:
+    if cpu is not None and census is not None:  # both or neither
         asyncio.get_running_loop().call_later(warmup, cpu.mark)
         asyncio.get_running_loop().call_later(warmup, census.start)
     measure_from = start + warmup
@@ -354,29 +354,18 @@ async def _side_by_side(port: int, seconds: float, rounds: int, money_load, cpu:
 async def run_drawdown_bench(
     url: str, seconds: float, postings: int, console: Console, workers: int = 1, rounds: int = 3
 ) -> None:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    port = _free_port()
-    server: subprocess.Popen[bytes] | None = None
-    twins: list[_Twin] = []
+    served: list[_Served] = []  # stopped, their schemas dropped, whatever happens
     try:
-        ids, secrets = await _world(url, schema, 101)
+        run = await _Served.start(url, f"bench_{uuid.uuid4().hex[:10]}", 101, workers)
+        served.append(run)
         console.print(await _settle(url))
+        ids, secrets, port, server, cpu = run.ids, run.secrets, run.port, run.server, run.cpu
         race_id, race_secret = ids.pop(), secrets.pop()
-        env = {**os.environ, "PLEDGE_DATABASE_URL": url, "PLEDGE_DATABASE_SCHEMA": schema}
-        server = subprocess.Popen(
-            [*_API, "--port", str(port), f"--workers={workers}"],
-            env=env,
-        )
-        await _wait_port(port)
         console.print(
             f"API server pid {server.pid} on port {port} ({workers} worker process(es)); 100 facilities; "
             f"{seconds:.0f}s per phase after a 1s warm-up; (a) and (b) alternate in {rounds} slices each, "
             f"after {_WARM_UP_S:.0f}s of unmeasured money requests (cold start)"
         )
-        cpu = _Cpu(server.pid)
         # A fresh server's first money requests open the pool's connections and prepare the
         # batch statements on each, and fill the token and facility caches: seconds of cold
         # start on this 2-core machine, not the steady state (b) measures. Unmeasured.
@@ -399,14 +388,14 @@ async def run_drawdown_bench(
             f"overdraw {overdraw}"
         )
         t0 = time.perf_counter()
-        settled = await _load_postings(url, schema, ids, postings)
+        settled = await _load_postings(url, run.schema, ids, postings)
         console.print(f"loaded {postings:,} historic postings in {time.perf_counter() - t0:.1f}s; {settled}")
         # (d) against the same on an empty journal, side by side: a twin (a schema of its own,
         # the same 100 facilities, no history) behind an API server of its own, the two fed in
         # alternating slices, as (a) and (b) are: this machine's speed drifts more between
         # (b) and (d), minutes apart, than the history changes anything.
-        twin = await _Twin.start(url, f"{schema}_e", len(ids))
-        twins.append(twin)
+        twin = await _Served.start(url, f"{run.schema}_e", len(ids))
+        served.append(twin)
         await _run(twin.port, 64, _WARM_UP_S, _money(twin.ids, twin.secrets, "w"))
         money_d, money_e = Load(), Load()
         for r in range(rounds):
@@ -430,20 +419,14 @@ async def run_drawdown_bench(
             f"overdraw={overdraw} growth_ratio={rate_d / rate_e:.2f} peak_rss_mb={rss:.0f}"
         )
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        for t in twins:
-            await t.stop()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+        for s in reversed(served):
+            await s.stop()
 
 
 @dataclass
-class _Twin:
-    """The run's facilities again, in a schema of their own with nothing in the journal, behind
-    an API server of their own: the empty journal that (d) is measured against."""
+class _Served:
+    """Facilities in a schema of their own (`_world`), behind an API server of their own: the
+    run's, and its twin with nothing in the journal that (d) is measured against."""
 
     url: str
     schema: str
@@ -454,40 +437,36 @@ class _Twin:
     cpu: _Cpu
 
     @classmethod
-    async def start(cls, url: str, schema: str, facilities: int) -> _Twin:
-        admin = create_engine(url)
-        try:
-            async with admin.begin() as conn:
-                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        finally:
-            await admin.dispose()
+    async def start(cls, url: str, schema: str, facilities: int, workers: int = 1) -> _Served:
+        await _execute(url, f'CREATE SCHEMA "{schema}"')
         try:
             ids, secrets = await _world(url, schema, facilities)
             port = _free_port()
             env = {**os.environ, "PLEDGE_DATABASE_URL": url, "PLEDGE_DATABASE_SCHEMA": schema}
-            server = subprocess.Popen([*_API, "--port", str(port)], env=env)
+            server = subprocess.Popen([*_API, "--port", str(port), f"--workers={workers}"], env=env)
         except BaseException:
-            await _drop_schema(url, schema)
+            await _execute(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             raise
-        twin = cls(url, schema, ids, secrets, port, server, _Cpu(server.pid))
+        served = cls(url, schema, ids, secrets, port, server, _Cpu(server.pid))
         try:
             await _wait_port(port)
         except BaseException:
-            await twin.stop()
+            await served.stop()
             raise
-        return twin
+        return served
 
     async def stop(self) -> None:
         self.server.terminate()
         self.server.wait(timeout=30)
-        await _drop_schema(self.url, self.schema)
+        await _execute(self.url, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
 
-async def _drop_schema(url: str, schema: str) -> None:
+async def _execute(url: str, sql: str) -> None:
+    """One statement in a transaction of its own (the schemas' DDL)."""
     admin = create_engine(url)
     try:
         async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await conn.execute(text(sql))
     finally:
         await admin.dispose()
 

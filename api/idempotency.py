@@ -15,6 +15,7 @@ the store, so it does not use up its key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -43,13 +44,11 @@ def request_hash(method: str, path: str, body: Any) -> str:
     everything above, orjson writes them as UTF-8) and the body holds no float (the routes hash
     bodies of strings, lists and null); otherwise the stdlib writes it."""
     doc = {"m": method, "p": path, "b": body}
-    try:
+    with contextlib.suppress(TypeError):  # what orjson refuses (a 65-bit integer): the stdlib
         canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        canonical = b"\x7f"  # not what orjson writes like the stdlib: the stdlib's way below
-    if max(canonical) >= 0x7F:
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()
+        if max(canonical) < 0x7F:
+            return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def keyed_request(

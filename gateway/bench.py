@@ -86,7 +86,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -926,51 +926,70 @@ def _census(consumers: dict[int, str], group: str) -> MachineLoad:
 async def run_ingest_bench(database_url: str, mqtt_url: str, options: IngestBenchOptions,
                            console: Console) -> None:
     """Run every phase (module doc) and print the figures; the last line is the summary."""
+    run_id = uuid.uuid4().hex[:10]
+    pubs: _Publishers | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="pledge-bench-ingest-")
+    try:
+        async with _bench_site(database_url, f"bench_{run_id}", f"BI{run_id}", options.devices) as site:
+            pubs = _Publishers(mqtt_url, options.publishers, run_id)
+            await pubs.wait_connected()
+            bench = _Run(options, database_url, mqtt_url, site.schema, site.site_id, Path(tmp.name), pubs,
+                         site.db, site.readers, console, run_id, [], [])
+            try:
+                await _phases(bench, site.store)
+            finally:  # before the schema goes: the gateways write to it
+                for g in bench.gateways:
+                    with contextlib.suppress(Exception):
+                        await g.stop()
+                for client_id in bench.client_ids:
+                    with contextlib.suppress(Exception):
+                        await discard_session(MqttConfig(mqtt_url, client_id))
+    finally:
+        if pubs is not None:
+            pubs.close()
+        tmp.cleanup()
+
+
+@dataclass
+class _Site:
+    """A bench site in a schema of its own: the store, the bench's own connection, the readers."""
+
+    schema: str
+    site_id: str
+    store: PostgresStore
+    db: _Db
+    readers: list[_ZoneReader]
+
+
+@contextlib.asynccontextmanager
+async def _bench_site(database_url: str, schema: str, site_id: str, devices: int) -> AsyncIterator[_Site]:
+    """Create `schema` at head, the site with `devices` zone readers; drop it all afterwards."""
     import asyncpg
 
-    run_id = uuid.uuid4().hex[:10]
-    schema, site_id = f"bench_{run_id}", f"BI{run_id}"
     admin = create_engine(database_url)
     async with admin.begin() as c:
         await c.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = create_engine(database_url, schema=schema)
     store = PostgresStore(engine)
     conn: Any = None
-    pubs: _Publishers | None = None
-    bench: _Run | None = None
-    tmp = tempfile.TemporaryDirectory(prefix="pledge-bench-ingest-")
     try:
         await migrate(engine)
-        keys = await _world(store, site_id, f"{site_id}-Z", options.devices)
-        readers = [_ZoneReader(site_id, d, i, k) for i, (d, k) in enumerate(keys.items())]
+        keys = await _world(store, site_id, f"{site_id}-Z", devices)
         # The bench's own probes poll tag_read by primary-key range ~100 times a second while
         # the table grows far faster than autovacuum analyses it: planned from stale statistics
         # a range count became a scan of the whole table, whose cost grew with every phase and
         # took PostgreSQL's CPU from the gateway. Index scans only, on this connection.
         conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"),
                                      server_settings={"search_path": schema, "enable_seqscan": "off"})
-        pubs = _Publishers(mqtt_url, options.publishers, run_id)
-        await pubs.wait_connected()
-        bench = _Run(options, database_url, mqtt_url, schema, site_id, Path(tmp.name), pubs,
-                     _Db(conn, site_id), readers, console, run_id, [], [])
-        await _phases(bench, store)
+        readers = [_ZoneReader(site_id, d, i, k) for i, (d, k) in enumerate(keys.items())]
+        yield _Site(schema, site_id, store, _Db(conn, site_id), readers)
     finally:
-        if bench is not None:
-            for g in bench.gateways:
-                with contextlib.suppress(Exception):
-                    await g.stop()
-            for client_id in bench.client_ids:
-                with contextlib.suppress(Exception):
-                    await discard_session(MqttConfig(mqtt_url, client_id))
-        if pubs is not None:
-            pubs.close()
         if conn is not None:
             await conn.close()
         await store.close()
         async with admin.begin() as c:
-            await c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()
-        tmp.cleanup()
 
 
 async def _phases(b: _Run, store: PostgresStore) -> None:
@@ -1008,7 +1027,6 @@ async def _side_by_side(b: _Run) -> tuple[_Phase, _Phase, float]:
     and warm by then); only the rest is measured.
     """
     o = b.options
-    rounds = max(1, o.rounds)
     bare_site = f"{b.site_id}A"
     bare_readers = [_ZoneReader(bare_site, r.device_id, r.index, r.secret) for r in b.readers]
     bare_id = f"bench-{b.run_id}-bare"
@@ -1021,10 +1039,7 @@ async def _side_by_side(b: _Run) -> tuple[_Phase, _Phase, float]:
     await g.ready()
     a_parts: list[_Phase] = []
     b_parts: list[_Phase] = []
-    measured_a = max(o.bare_s - o.warmup_s, 0.5) / rounds
-    measured_b = max(o.rate_s - o.warmup_s, 0.5) / rounds
-    for r in range(rounds):
-        warm = o.warmup_s if r == 0 else min(o.warmup_s, 1.0)
+    for (warm, measured_a), (_, measured_b) in zip(_slices(o, o.bare_s), _slices(o, o.rate_s), strict=True):
         pool = _pool(bare_readers, int(o.max_rate * (warm + measured_a)) + o.effective_window, o.publishers)
         counted = bare.counter()  # this slice's events only
         a_parts.append(await _drive(b.pubs, pool, counted, counted, bare.cpu_s, warm + measured_a,
@@ -1035,10 +1050,8 @@ async def _side_by_side(b: _Run) -> tuple[_Phase, _Phase, float]:
     await bare.stop()
     await discard_session(MqttConfig(b.mqtt_url, bare_id))
     a, one = _combined(a_parts), _combined(b_parts)
-    for label, whole, parts, other in (("(a) bare paho subscriber", a, a_parts, "(b)"),
-                                       ("(b) one gateway, durable", one, b_parts, "(a)")):
-        slices = " / ".join(f"{p.rate:,.0f}" for p in parts)
-        b.console.print(_describe(f"{label}, alternating with {other} in slices of {slices}", whole))
+    b.console.print(_describe_slices("(a) bare paho subscriber", a, a_parts, "(b)"))
+    b.console.print(_describe_slices("(b) one gateway, durable", one, b_parts, "(a)"))
     await b.resync()
     latencies = await _latency(b.pubs, b.readers, b.db, o)
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
@@ -1047,6 +1060,20 @@ async def _side_by_side(b: _Run) -> tuple[_Phase, _Phase, float]:
                     f"poll every {o.poll_ms:g} ms)")
     await b.retire(g)
     return a, one, p99
+
+
+def _slices(o: IngestBenchOptions, seconds: float) -> list[tuple[float, float]]:
+    """(warm-up, measured seconds) of each of `rounds` slices of a phase of `seconds`: the first
+    warms up for `warmup_s`, later ones for at most 1 s (the processes are up and warm by then);
+    the measured time of the phase is shared out evenly."""
+    rounds = max(1, o.rounds)
+    measured = max(seconds - o.warmup_s, 0.5) / rounds
+    return [(o.warmup_s if r == 0 else min(o.warmup_s, 1.0), measured) for r in range(rounds)]
+
+
+def _describe_slices(label: str, whole: _Phase, parts: list[_Phase], other: str) -> str:
+    slices = " / ".join(f"{p.rate:,.0f}" for p in parts)
+    return _describe(f"{label}, alternating with {other} in slices of {slices}", whole)
 
 
 def _combined(parts: list[_Phase]) -> _Phase:
@@ -1109,51 +1136,28 @@ async def _grown_side_by_side(b: _Run, pool_rate: float) -> tuple[_Phase, _Phase
     and a site of its own, the same devices, nothing stored) and its own gateway, both up
     throughout, fed one at a time. growth_ratio compares the two as measured side by side,
     not with (b) a few minutes earlier: this machine's speed drifts more than the effect."""
-    import asyncpg
-
     o = b.options
-    rounds = max(1, o.rounds)
-    twin_schema, twin_site = f"{b.schema}_e", f"{b.site_id}E"
-    admin = create_engine(b.database_url)
-    async with admin.begin() as c:
-        await c.execute(text(f'CREATE SCHEMA "{twin_schema}"'))
-    engine = create_engine(b.database_url, schema=twin_schema)
-    twin_store = PostgresStore(engine)
-    conn: Any = None
-    try:
-        await migrate(engine)
-        keys = await _world(twin_store, twin_site, f"{twin_site}-Z", o.devices)
-        conn = await asyncpg.connect(b.database_url.replace("postgresql+asyncpg", "postgresql"),
-                                     server_settings={"search_path": twin_schema, "enable_seqscan": "off"})
-        twin = dataclasses.replace(
-            b, schema=twin_schema, site_id=twin_site, db=_Db(conn, twin_site),
-            readers=[_ZoneReader(twin_site, d, i, k) for i, (d, k) in enumerate(keys.items())])
+    grown: list[_Phase] = []
+    empty: list[_Phase] = []
+    async with _bench_site(b.database_url, f"{b.schema}_e", f"{b.site_id}E", o.devices) as site:
+        twin = dataclasses.replace(b, schema=site.schema, site_id=site.site_id, db=site.db,
+                                   readers=site.readers)
         grown_gw, empty_gw = b.gateway(), twin.gateway()
-        for g in (grown_gw, empty_gw):
-            g.start()
-        for g in (grown_gw, empty_gw):
-            await g.ready()
-        measured = max(o.rate_s - o.warmup_s, 0.5) / rounds
-        grown: list[_Phase] = []
-        empty: list[_Phase] = []
-        for r in range(rounds):
-            warm = o.warmup_s if r == 0 else min(o.warmup_s, 1.0)
-            grown.append(await b.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
-            empty.append(await twin.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
-        await b.retire(grown_gw, empty_gw)
-    finally:
-        if conn is not None:
-            await conn.close()
-        await twin_store.close()
-        async with admin.begin() as c:
-            await c.execute(text(f'DROP SCHEMA IF EXISTS "{twin_schema}" CASCADE'))
-        await admin.dispose()
+        try:
+            for g in (grown_gw, empty_gw):
+                g.start()
+            for g in (grown_gw, empty_gw):
+                await g.ready()
+            for warm, measured in _slices(o, o.rate_s):
+                grown.append(await b.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
+                empty.append(await twin.gateway_phase(pool_rate, o.effective_window, warm + measured, warm))
+        finally:  # before the twin's schema goes
+            await b.retire(grown_gw, empty_gw)
     e, e0 = _combined(grown), _combined(empty)
-    for label, whole, parts, other in (
-            (f"(e) one gateway, {o.history:,} events stored", e, grown, "an empty store"),
-            ("    the same gateway on an empty store", e0, empty, f"{o.history:,} stored")):
-        slices = " / ".join(f"{p.rate:,.0f}" for p in parts)
-        b.console.print(_describe(f"{label}, alternating with {other} in slices of {slices}", whole))
+    b.console.print(_describe_slices(f"(e) one gateway, {o.history:,} events stored", e, grown,
+                                     "an empty store"))
+    b.console.print(_describe_slices("    the same gateway on an empty store", e0, empty,
+                                     f"{o.history:,} stored"))
     return e, e0
 
 
