@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from api.heap import freeze_startup_heap
+
 PROGRAM = """
 import gc
 from api.main import create_app
@@ -13,14 +17,28 @@ create_app(None)  # the routes, models and metadata a served process holds
 before = len(gc.get_objects())
 frozen = freeze_startup_heap()
 after = len(gc.get_objects())
-print(before, frozen, after)
+print(before, frozen, after, *gc.get_threshold())
 """
 
 
 def test_the_objects_alive_after_startup_are_frozen_out_of_collections() -> None:
     run = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    before, frozen, after = map(int, run.stdout.split())
+    before, frozen, after, *_threshold = map(int, run.stdout.split())
     assert before > 50_000  # a FastAPI + SQLAlchemy process: the heap worth freezing
     assert frozen >= before * 0.9
     assert after < before * 0.05, (before, after)  # what a full collection still walks
+
+
+def test_the_young_generation_is_collected_every_ten_thousand_objects() -> None:
+    """What a request builds dies before a collection meets it (the older generations keep
+    CPython's thresholds)."""
+    run = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    *_, young, middle, old = map(int, run.stdout.split())
+    assert (young, middle, old) == (10_000, 10, 10)
+
+
+def test_a_young_generation_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        freeze_startup_heap(young=0)
