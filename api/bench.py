@@ -34,7 +34,8 @@ from ledger.core.price import PricePoint
 from ledger.core.pricing import RatePlan
 from ledger.core.reference import Borrower, Facility, Site, Sku, SkuTerms, Zone
 from ledger.credit import CreditService
-from ledger.machine_load import CpuShare, MachineLoad, by_name, quiet_collector
+from ledger.heap import freeze_startup_heap
+from ledger.machine_load import CpuShare, MachineLoad, by_name
 from ledger.service import LedgerService, LotRegistration
 from ledger.store.checkpoint import checkpoint
 from ledger.store.engine import create_engine
@@ -207,7 +208,7 @@ async def _run(
     """`clients` closed-loop keep-alive clients for `warmup` + `seconds`; only requests that
     start after the warm-up count (the first ones fill the server's caches: tokens, facilities,
     prepared statements, new pooled connections), and only the API CPU spent after it."""
-    quiet_collector()
+    freeze_startup_heap()  # the load generator's own collections (ledger/heap.py)
     load = Load()
     start = time.perf_counter()
     census = _census(cpu.pid) if cpu is not None else None

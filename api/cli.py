@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from api.heap import freeze_startup_heap
 from api.platform import Platform
 from api.principal import TokenBook
 from api.settings import Settings
@@ -21,6 +20,7 @@ from gateway.mqtt import RECEIVE_MAXIMUM
 from gateway.registry import DeviceRegistry
 from ledger.core.errors import LedgerError
 from ledger.credit import CreditService
+from ledger.heap import freeze_startup_heap
 from ledger.service import LedgerService
 from ledger.store.engine import create_engine
 from ledger.store.sql import PostgresStore, SqliteStore, SqlLedgerStore

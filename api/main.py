@@ -76,8 +76,8 @@ def worker_app() -> FastAPI:
     """The app factory of `pledge api --workers N`: uvicorn starts N processes on one socket,
     and each builds its own platform (store pool, caches) from the environment at startup."""
     from api.cli import build_platform
-    from api.heap import freeze_startup_heap
     from api.settings import Settings
+    from ledger.heap import freeze_startup_heap
 
     settings = Settings()
 

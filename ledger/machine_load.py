@@ -17,7 +17,6 @@ counted (its CPU falls to "other", which is busy minus the named groups).
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["CpuShare", "MachineLoad", "by_name", "quiet_collector"]
+__all__ = ["CpuShare", "MachineLoad", "by_name"]
 
 Classifier = Callable[[psutil.Process], str | None]
 
@@ -144,13 +143,3 @@ def _queued_s(pid: int) -> float | None:
         return None
     return total / 1e9
 
-
-def quiet_collector() -> int:
-    """Call in a load generator before it measures: collect, then freeze what is alive out of
-    later full collections (as api/heap.py does for the servers). A bench process holds
-    SQLAlchemy, FastAPI and paho (~100,000 objects); each of its full collections took 37-63 ms
-    here (gc.callbacks), with every client of the bench stalled, and that stall was counted as
-    the server's latency. Returns how many objects are frozen."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()

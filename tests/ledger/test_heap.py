@@ -1,4 +1,5 @@
-"""api/heap.py: after the freeze the collector no longer walks what startup built."""
+"""ledger/heap.py: after the freeze the collector no longer walks what startup built, and
+collects its young generation every 10,000 objects."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import sys
 
 import pytest
 
-from api.heap import freeze_startup_heap
+from ledger.heap import freeze_startup_heap
 
 PROGRAM = """
 import gc
 from api.main import create_app
-from api.heap import freeze_startup_heap
+from ledger.heap import freeze_startup_heap
 create_app(None)  # the routes, models and metadata a served process holds
 before = len(gc.get_objects())
 frozen = freeze_startup_heap()

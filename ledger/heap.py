@@ -16,9 +16,13 @@ requests in flight, a collection every 700 new containers caught each request's 
 frames, dicts and dataclasses alive, over and over, and promoted them to generation 1, whose
 collections scanned them again: timed with `gc.callbacks` in the API under money requests,
 7,271 young collections took 1.19 s and 660 of generation 1 took 1.10 s, ~12 % of the API's
-CPU; with 10,000, 318 and 28 collections took 47 and 31 ms. Side by side, 4 x 5 s of money
-requests each: 2,518 / 3,030, 2,287 / 2,580 and 2,060 / 2,431 requests/s, 371 / 308, 411 / 363
-and 452 / 381 us of API CPU per request (docs/scaling.md).
+CPU; with 10,000, 318 and 28 collections took 47 and 31 ms. Six side-by-side pairs of money
+requests (two API servers, slices alternating): +4 to +20 % requests/s, 4-17 % less API CPU per
+request (docs/scaling.md); health checks unchanged; the gateway 40-43 against 52 us per event.
+
+The benches' load generators call it too, before they measure: a bench process holds SQLAlchemy,
+FastAPI and paho (~100,000 objects), each of its full collections took 37-63 ms here with every
+client of the bench stalled, and that stall was counted as the server's latency.
 """
 
 from __future__ import annotations
