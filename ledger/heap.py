@@ -15,7 +15,7 @@ The young generation then holds `YOUNG_GENERATION` objects (CPython's default: 7
 requests in flight, a collection every 700 new containers caught each request's coroutines,
 frames, dicts and dataclasses alive, over and over, and promoted them to generation 1, whose
 collections scanned them again: timed with `gc.callbacks` in the API under money requests,
-7,271 young collections took 1.19 s and 660 of generation 1 took 1.10 s, ~12 % of the API's
+7,271 young collections took 1.19 s and 660 of generation 1 took 1.10 s, ~10 % of the API's
 CPU; with 10,000, 318 and 28 collections took 47 and 31 ms. Six side-by-side pairs of money
 requests (two API servers, slices alternating): +4 to +20 % requests/s, 4-17 % less API CPU per
 request (docs/scaling.md); health checks unchanged; the gateway 40-43 against 52 us per event.
