@@ -37,8 +37,9 @@ YOUNG_GENERATION = 10_000  # objects allocated (net) between two young collectio
 def freeze_startup_heap(young: int = YOUNG_GENERATION) -> int:
     """Collect what startup left as garbage, then exempt every surviving object from later
     collections, and collect the young generation every `young` new objects (the older
-    generations keep CPython's 10 and 10). Call once the process is built (platform, app),
-    before it starts serving. Returns how many objects were frozen."""
+    generations keep the interpreter's own thresholds: 10 and 10 in CPython 3.11). Call once
+    the process is built (platform, app), before it starts serving. Returns how many objects
+    were frozen."""
     if young < 1:
         raise ValueError("young must be at least 1")
     gc.collect()
