@@ -112,6 +112,7 @@ def api_command(
     """Serve the HTTP API alone (OpenAPI at /docs)."""
     import uvicorn
 
+    from api.http_protocol import CoalescingHttpToolsProtocol
     from api.main import create_app
 
     settings = Settings()
@@ -131,6 +132,7 @@ def api_command(
             port=port or settings.api_port,
             log_level=log_level,
             access_log=log_level in ("debug", "trace"),
+            http=CoalescingHttpToolsProtocol,
         )
         try:
             await uvicorn.Server(config).serve()
@@ -392,6 +394,7 @@ def serve_command(
     """Run the gateway and the HTTP API in one process (one event loop); /metrics on the API."""
     import uvicorn
 
+    from api.http_protocol import CoalescingHttpToolsProtocol
     from api.main import create_app
     from api.routes import metrics as metrics_route
     from gateway.app import run_gateway
@@ -410,7 +413,11 @@ def serve_command(
         freeze_startup_heap()
         server = uvicorn.Server(
             uvicorn.Config(
-                web, host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+                web,
+                host=host or settings.api_host,
+                port=port or settings.api_port,
+                log_level="info",
+                http=CoalescingHttpToolsProtocol,
             )
         )
         gateway = asyncio.create_task(

@@ -32,6 +32,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from api.http_protocol import CoalescingHttpToolsProtocol
 from api.main import create_app
 from api.platform import Platform
 from gateway.app import GatewayOptions, run_gateway
@@ -220,7 +221,12 @@ async def run_demo(platform: Platform, mqtt_url: str | None, duration_s: float, 
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(platform), host="127.0.0.1", port=port, log_level="warning", access_log=False
+                create_app(platform),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                access_log=False,
+                http=CoalescingHttpToolsProtocol,
             )
         )
         api = asyncio.create_task(server.serve())

@@ -25,6 +25,8 @@ from types import FrameType
 
 import uvicorn
 
+from api.http_protocol import CoalescingHttpToolsProtocol
+
 REUSE_PORT = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
@@ -78,7 +80,7 @@ def _worker(host: str, port: int, log_level: str) -> None:
 
     sock = _listen(host, port)
     config = uvicorn.Config("api.main:worker_app", factory=True, log_level=log_level,
-                            access_log=log_level in ("debug", "trace"))
+                            access_log=log_level in ("debug", "trace"), http=CoalescingHttpToolsProtocol)
     server = uvicorn.Server(config)
     run(lambda: server.serve(sockets=[sock]), uvloop=True)
 
