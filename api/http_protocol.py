@@ -9,12 +9,12 @@ Nothing waits longer than the current turn, so a streamed response (the SSE feed
 head at once, and every chunk in the turn it was written.
 
 Measured side by side (two API servers, the same requests alternating in slices; the first
-pair with a scratch patch that joined head and body inside uvicorn's `send`, the second with this
-module): health checks 9,977 -> 10,869 and 10,791 -> 13,682 req/s (99 -> 91 and 92 -> 72 us of
-API CPU per request); drawdowns and repayments 2,506 -> 2,667 and 2,282 -> 2,460 req/s (and
-2,282 -> 2,324 in a third pair), p99 51.4 -> 42.8, 61.9 -> 52.9 and 55.3 -> 50.8 ms
-(docs/scaling.md). A trivial answer gains most; `pledge bench drawdown`'s ratio falls with it. aiohttp coalesces small responses the same
-way (aio-libs/aiohttp#10991).
+pair with a scratch patch that joined head and body inside uvicorn's `send`, the others with
+this module): health checks 9,977 -> 10,869 and 10,791 -> 13,682 req/s (99 -> 91 and 92 -> 72
+us of API CPU per request); drawdowns and repayments 2,506 -> 2,667, 2,282 -> 2,460 and
+2,282 -> 2,324 req/s, p99 51.4 -> 42.8, 61.9 -> 52.9 and 55.3 -> 50.8 ms (docs/scaling.md). A
+trivial answer gains most, so `pledge bench drawdown`'s ratio falls with it. aiohttp coalesces
+small responses the same way (aio-libs/aiohttp#10991).
 
 `CoalescingHttpToolsProtocol` is uvicorn's own protocol with its transport wrapped; pass it as
 `uvicorn.Config(http=...)` (`pledge api`, its workers, `pledge serve`, the demo).
