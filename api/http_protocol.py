@@ -74,9 +74,6 @@ class WriteCoalescer:
         self._held = None
         self._transport.abort()
 
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 

@@ -143,6 +143,19 @@ async def port() -> AsyncIterator[int]:
             await task
 
 
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def conn(port: int) -> AsyncIterator[Conn]:
+    """A keep-alive connection to the server, closed after the test."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield r, w
+    finally:
+        w.close()
+
+
 async def read_response(r: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await r.readuntil(b"\r\n\r\n")
     lines = head.lower().split(b"\r\n")
@@ -150,41 +163,32 @@ async def read_response(r: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await r.readexactly(length)
 
 
-async def test_keep_alive_requests_and_a_head_request_get_whole_answers(port: int) -> None:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for _ in range(3):
-            w.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-            head, body = await asyncio.wait_for(read_response(r), 5)
-            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b'{"ok": true}'
-        w.write(b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n")  # a head and no body write at all
-        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
-        assert b"content-length: 12" in head.lower()
-        w.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")  # and the connection still serves
-        _, body = await asyncio.wait_for(read_response(r), 5)
-        assert body == b'{"ok": true}'
-    finally:
-        w.close()
+async def test_keep_alive_requests_and_a_head_request_get_whole_answers(conn: Conn) -> None:
+    r, w = conn
+    for _ in range(3):
+        w.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, body = await asyncio.wait_for(read_response(r), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b'{"ok": true}'
+    w.write(b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n")  # a head and no body write at all
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+    assert b"content-length: 12" in head.lower()
+    w.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")  # and the connection still serves
+    _, body = await asyncio.wait_for(read_response(r), 5)
+    assert body == b'{"ok": true}'
 
 
-async def test_a_streamed_head_is_not_held_for_its_body(port: int) -> None:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        w.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
-        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 0.4)  # before the body's 0.5 s
-        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
-        chunks = await asyncio.wait_for(r.readuntil(b"0\r\n\r\n"), 5)
-        assert chunks == b"4\r\nlate\r\n0\r\n\r\n"
-    finally:
-        w.close()
+async def test_a_streamed_head_is_not_held_for_its_body(conn: Conn) -> None:
+    r, w = conn
+    w.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 0.4)  # before the body's 0.5 s
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
+    chunks = await asyncio.wait_for(r.readuntil(b"0\r\n\r\n"), 5)
+    assert chunks == b"4\r\nlate\r\n0\r\n\r\n"
 
 
-async def test_a_closing_answer_arrives_whole_before_the_close(port: int) -> None:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        w.write(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
-        everything = await asyncio.wait_for(r.read(), 5)  # to EOF
-        assert everything.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert everything.endswith(b'\r\n\r\n{"ok": true}')
-    finally:
-        w.close()
+async def test_a_closing_answer_arrives_whole_before_the_close(conn: Conn) -> None:
+    r, w = conn
+    w.write(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
+    everything = await asyncio.wait_for(r.read(), 5)  # to EOF
+    assert everything.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert everything.endswith(b'\r\n\r\n{"ok": true}')
