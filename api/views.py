@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from ledger.core.borrowing_base import Certificate
 from ledger.core.journal import JournalEntry
 from ledger.core.lot import Lot
+from ledger.core.money import decimal_text, money_text
 from ledger.core.posting import Posting
 from ledger.core.statement import Statement
 from ledger.credit import FacilitySummary
@@ -16,33 +18,44 @@ def s(v: Any) -> Any:
     return None if v is None else str(v)
 
 
+def m(amount: Decimal | None, currency: str) -> str | None:
+    """Money: plain digits, at least the currency's minor unit ("100.00"), lossless."""
+    return None if amount is None else money_text(amount, currency)
+
+
+def d(value: Decimal | None) -> str | None:
+    """A rate, ratio or quantity: plain digits, no trailing zeros ("0.02"), lossless."""
+    return None if value is None else decimal_text(value)
+
+
 def summary_view(x: FacilitySummary) -> dict[str, Any]:
+    c = x.currency
     return {
         "facility_id": x.facility_id,
         "borrower_id": x.borrower_id,
         "currency": x.currency,
         "status": x.status,
-        "commitment": s(x.commitment),
-        "borrowing_base": s(x.borrowing_base),
-        "market_value": s(x.market_value),
-        "principal": s(x.principal),
-        "accrued_interest": s(x.accrued_interest),
-        "fees": s(x.fees),
-        "outstanding": s(x.outstanding),
-        "availability": s(x.availability),
-        "ltv": s(x.ltv),
+        "commitment": m(x.commitment, c),
+        "borrowing_base": m(x.borrowing_base, c),
+        "market_value": m(x.market_value, c),
+        "principal": m(x.principal, c),
+        "accrued_interest": m(x.accrued_interest, c),
+        "fees": m(x.fees, c),
+        "outstanding": m(x.outstanding, c),
+        "availability": m(x.availability, c),
+        "ltv": d(x.ltv),
         "line_state": x.state,
         "frozen": x.frozen,
-        "over_advance": s(x.over_advance),
+        "over_advance": m(x.over_advance, c),
         "margin_call": None
         if x.margin_call_cash is None
-        else {"cash_needed": s(x.margin_call_cash), "goods_value_needed": s(x.margin_call_goods_value)},
+        else {"cash_needed": m(x.margin_call_cash, c), "goods_value_needed": m(x.margin_call_goods_value, c)},
         "rate": {
-            "funding_cost": s(x.rate.funding_cost),
-            "operating_cost": s(x.rate.operating_cost),
-            "risk_premium": s(x.rate.risk_premium),
-            "margin": s(x.rate.margin),
-            "total": s(x.rate.total),
+            "funding_cost": d(x.rate.funding_cost),
+            "operating_cost": d(x.rate.operating_cost),
+            "risk_premium": d(x.rate.risk_premium),
+            "margin": d(x.rate.margin),
+            "total": d(x.rate.total),
             "tier": x.rate.tier,
         },
         "as_of": x.as_of.isoformat(),
@@ -56,9 +69,12 @@ def posting_view(p: Posting) -> dict[str, Any]:
         "at": p.at.isoformat(),
         "kind": p.kind,
         "currency": p.currency,
-        "amount": s(p.amount),
+        "amount": m(p.amount, p.currency),
         "memo": p.memo,
-        "lines": [{"account": ln.account, "debit": s(ln.debit), "credit": s(ln.credit)} for ln in p.lines],
+        "lines": [
+            {"account": ln.account, "debit": m(ln.debit, p.currency), "credit": m(ln.credit, p.currency)}
+            for ln in p.lines
+        ],
     }
 
 
@@ -68,7 +84,7 @@ def lot_view(lot: Lot) -> dict[str, Any]:
         "facility_id": lot.facility_id,
         "epc": lot.epc,
         "sku_id": lot.sku_id,
-        "quantity": s(lot.quantity),
+        "quantity": d(lot.quantity),
         "site_id": lot.site_id,
         "zone_id": lot.zone_id,
         "status": str(lot.status),
@@ -96,31 +112,31 @@ def certificate_view(c: Certificate, currency: str) -> dict[str, Any]:
         "facility_id": c.facility_id,
         "as_of": c.as_of.isoformat(),
         "currency": currency,
-        "borrowing_base": s(b.borrowing_base),
-        "gross": s(b.gross),
-        "reserves": s(b.reserves),
-        "concentration_excess": s(b.concentration_excess),
-        "market_value": s(b.market_value),
+        "borrowing_base": m(b.borrowing_base, currency),
+        "gross": m(b.gross, currency),
+        "reserves": m(b.reserves, currency),
+        "concentration_excess": m(b.concentration_excess, currency),
+        "market_value": m(b.market_value, currency),
         "skus": [
             {
                 "sku_id": ln.sku_id,
-                "eligible_quantity": s(ln.eligible_quantity),
-                "market_value": s(ln.market_value),
-                "eligible_value": s(ln.eligible_value),
-                "haircut": s(ln.haircut),
-                "advance_rate": s(ln.advance_rate),
-                "lendable": s(ln.lendable),
-                "concentration_excess": s(ln.concentration_excess),
-                "counted": s(ln.counted),
+                "eligible_quantity": d(ln.eligible_quantity),
+                "market_value": m(ln.market_value, currency),
+                "eligible_value": m(ln.eligible_value, currency),
+                "haircut": d(ln.haircut),
+                "advance_rate": d(ln.advance_rate),
+                "lendable": m(ln.lendable, currency),
+                "concentration_excess": m(ln.concentration_excess, currency),
+                "counted": m(ln.counted, currency),
             }
             for ln in b.lines
         ],
-        "ineligible_by_reason": {str(k): s(v) for k, v in c.ineligible_by_reason().items()},
+        "ineligible_by_reason": {str(k): d(v) for k, v in c.ineligible_by_reason().items()},
         "lots": [{**lot_view(le.lot), "eligible": le.eligible, "reason": s(le.reason)} for le in c.lots],
     }
 
 
-def certificate_csv(c: Certificate) -> str:
+def certificate_csv(c: Certificate, currency: str) -> str:
     import csv
     import io
 
@@ -134,7 +150,7 @@ def certificate_csv(c: Certificate) -> str:
                 lot.lot_id,
                 lot.epc,
                 lot.sku_id,
-                lot.quantity,
+                d(lot.quantity),
                 lot.site_id,
                 lot.zone_id or "",
                 lot.status,
@@ -150,28 +166,37 @@ def certificate_csv(c: Certificate) -> str:
         w.writerow(
             [
                 ln.sku_id,
-                ln.eligible_value,
-                ln.haircut,
-                ln.advance_rate,
-                ln.lendable,
-                ln.concentration_excess,
-                ln.counted,
+                m(ln.eligible_value, currency),
+                d(ln.haircut),
+                d(ln.advance_rate),
+                m(ln.lendable, currency),
+                m(ln.concentration_excess, currency),
+                m(ln.counted, currency),
             ]
         )
     w.writerow([])
     w.writerow(
-        ["borrowing_base", c.base.borrowing_base, "reserves", c.base.reserves, "as_of", c.as_of.isoformat()]
+        [
+            "borrowing_base",
+            m(c.base.borrowing_base, currency),
+            "reserves",
+            m(c.base.reserves, currency),
+            "as_of",
+            c.as_of.isoformat(),
+        ]
     )
     return out.getvalue()
 
 
 def statement_view(st: Statement) -> dict[str, Any]:
+    c = st.currency
+
     def bal(b: Any) -> dict[str, Any]:
         return {
-            "principal": s(b.principal),
-            "interest_receivable": s(b.interest_receivable),
-            "fees_receivable": s(b.fees_receivable),
-            "total_owed": s(b.total_owed),
+            "principal": m(b.principal, c),
+            "interest_receivable": m(b.interest_receivable, c),
+            "fees_receivable": m(b.fees_receivable, c),
+            "total_owed": m(b.total_owed, c),
         }
 
     return {
@@ -181,17 +206,17 @@ def statement_view(st: Statement) -> dict[str, Any]:
         "end": st.end.isoformat(),
         "opening": bal(st.opening),
         "closing": bal(st.closing),
-        "drawn": s(st.drawn),
-        "repaid": s(st.repaid),
-        "interest_charged": s(st.interest_charged),
-        "fees_charged": s(st.fees_charged),
+        "drawn": m(st.drawn, c),
+        "repaid": m(st.repaid, c),
+        "interest_charged": m(st.interest_charged, c),
+        "fees_charged": m(st.fees_charged, c),
         "lines": [
             {
                 "posting_id": ln.posting_id,
                 "at": ln.at.isoformat(),
                 "kind": ln.kind,
                 "memo": ln.memo,
-                "amount": s(ln.amount),
+                "amount": m(ln.amount, c),
                 "balances": bal(ln.balances),
             }
             for ln in st.lines

@@ -36,6 +36,7 @@ from ledger.core.credit_line import (
 from ledger.core.errors import InvalidReference, LedgerError, ReleaseRefused, UnknownFacility, UnknownLot
 from ledger.core.interest import daily_interest
 from ledger.core.lot import LotStatus, Movement, MovementKind
+from ledger.core.money import money_text
 from ledger.core.posting import (
     Balances,
     Posting,
@@ -286,7 +287,7 @@ class CreditService:
                                 "release",
                                 {
                                     "release_id": release_id,
-                                    "repay_first": str(e.repay_first),
+                                    "repay_first": f"{e.repay_first:f}",  # already at the minor unit (_up)
                                     "reason": e.message,
                                 },
                             )
@@ -353,8 +354,8 @@ class CreditService:
                     {
                         "release_id": release_id,
                         "lot_ids": [lot.lot_id for lot in lots],
-                        "bb_after": str(bb_after),
-                        "outstanding": str(outstanding),
+                        "bb_after": money_text(bb_after, f.currency),
+                        "outstanding": money_text(outstanding, f.currency),
                     },
                 )
             ]
@@ -647,7 +648,7 @@ def _drawdown(amount: Decimal, key: str | None) -> _Operation:
         pid: str, f: Facility, st: dict[str, Any], bal: Balances, bb: BorrowingBase, now: datetime
     ) -> tuple[Posting, str]:
         a = _assess(f, bal.total_owed, bb.borrowing_base, bb.market_value)
-        check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, f.facility_id)
+        check_drawdown(st["status"] == "active", a.frozen, amount, a.availability, f.facility_id, f.currency)
         posting = drawdown_posting(
             pid, f.facility_id, now, amount, f.currency, memo="drawdown", idempotency_key=key
         )

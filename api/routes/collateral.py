@@ -15,6 +15,7 @@ from api.deps import PlatformDep, Staff, VisibleFacility
 from api.schemas import Format, LotsCreate, instant
 from api.views import certificate_csv, certificate_view, entry_view, lot_view
 from ledger.core.lot import LotStatus, MovementKind
+from ledger.core.money import money_text
 from ledger.service import LotRegistration
 from ledger.store.port import MovementFilter
 
@@ -108,7 +109,7 @@ async def certificate(
     cert = await platform.ledger.certificate(facility_id, _aware(as_of))
     if format == "csv":
         return PlainTextResponse(
-            certificate_csv(cert),
+            certificate_csv(cert, f.currency),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="bbc-{facility_id}.csv"'},
         )
@@ -118,6 +119,7 @@ async def certificate(
 @router.get("/audit")
 async def audit(facility_id: VisibleFacility, platform: PlatformDep) -> dict[str, Any]:
     """Verify the journal's hash chain and re-derive money balances from postings."""
+    currency = (await platform.ledger.facility(facility_id)).currency
     broken = await platform.ledger.verify(facility_id)
     ok, stored, derived = await platform.credit.check_balances(facility_id)
     return {
@@ -128,8 +130,8 @@ async def audit(facility_id: VisibleFacility, platform: PlatformDep) -> dict[str
         },
         "balances": {
             "ok": ok,
-            "stored": {k: str(v) for k, v in stored.items()},
-            "derived": {k: str(v) for k, v in derived.items()},
+            "stored": {k: money_text(v, currency) for k, v in stored.items()},
+            "derived": {k: money_text(v, currency) for k, v in derived.items()},
         },
     }
 

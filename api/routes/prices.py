@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from api.deps import CurrentPrincipal, PlatformDep, Staff
 from api.schemas import PriceCreate, instant
 from ledger.core.errors import UnknownSku
+from ledger.core.money import decimal_text, money_text
 from ledger.core.price import PricePoint
 from ledger.core.reference import Sku
 
@@ -25,9 +26,9 @@ async def record_price(body: PriceCreate, platform: PlatformDep, _: Staff) -> di
     )
     return {
         "sku_id": r.sku_id,
-        "price": str(r.price.price),
+        "price": money_text(r.price.price, r.price.currency),
         "at": r.price.at.isoformat(),
-        "daily_volatility": None if r.sigma is None else str(r.sigma),
+        "daily_volatility": None if r.sigma is None else decimal_text(r.sigma),
         "facilities_revalued": r.facilities,
     }
 
@@ -49,7 +50,12 @@ async def price_history(
     return {
         "sku_id": sku_id,
         "items": [
-            {"at": p.at.isoformat(), "price": str(p.price), "currency": p.currency, "source": p.source}
+            {
+                "at": p.at.isoformat(),
+                "price": money_text(p.price, p.currency),
+                "currency": p.currency,
+                "source": p.source,
+            }
             for p in pts
         ],
     }

@@ -11,6 +11,7 @@ from api.borrower_request import borrower_request, borrower_route
 from api.routes.money import once
 from api.schemas import ReleaseCreate
 from api.views import summary_view
+from ledger.core.money import decimal_text, money_text
 from ledger.credit import Answer, KeyedRequest, ReleaseResult
 
 router = APIRouter(prefix="/facilities/{facility_id}", tags=["releases"])
@@ -40,8 +41,8 @@ def release_view(r: ReleaseResult) -> tuple[int, dict[str, Any]]:
     return 201, {
         "release_id": r.release_id,
         "lot_ids": list(r.lot_ids),
-        "quantity": str(r.quantity),
-        "bb_after": str(r.bb_after),
-        "outstanding": str(r.outstanding),
+        "quantity": decimal_text(r.quantity),
+        "bb_after": money_text(r.bb_after, r.summary.currency),
+        "outstanding": money_text(r.outstanding, r.summary.currency),
         "facility": summary_view(r.summary),
     }

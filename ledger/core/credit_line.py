@@ -36,7 +36,7 @@ from ledger.core.errors import (
     InvalidInput,
     ReleaseRefused,
 )
-from ledger.core.money import minor_step, require_positive, to_decimal
+from ledger.core.money import decimal_text, minor_step, money_text, require_positive, to_decimal
 from ledger.core.posting import check_currency
 
 __all__ = [
@@ -228,12 +228,19 @@ class CreditEvent:
     goods_value_needed: Decimal | None
 
     def facts(self) -> dict[str, str | bool | None]:
-        """JSON-ready facts: Decimals as strings (an infinite LTV as "Infinity")."""
+        """JSON-ready facts: amounts as `money_text` in the facility's currency ("1000000.00"),
+        the LTV and its lines as `decimal_text` ("0.75"; an infinite LTV as "Infinity")."""
         out: dict[str, str | bool | None] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Decimal) else value
+            if isinstance(value, Decimal):
+                ratio = f.name in _RATIO_FACTS
+                value = decimal_text(value) if ratio else money_text(value, self.currency)
+            out[f.name] = value
         return out
+
+
+_RATIO_FACTS = frozenset({"ltv", "warning_ltv", "liquidation_ltv"})
 
 
 def _event(kind: CreditEventKind, trigger: Trigger, a: CreditAssessment) -> CreditEvent:
@@ -302,8 +309,10 @@ def check_drawdown(
     amount: Decimal,
     availability: Decimal,
     facility_id: str,
+    currency: str | None = None,
 ) -> Decimal:
     """Refuse a drawdown the line does not allow; return the amount (currency units) if allowed.
+    `currency` only writes the refusal's amounts (`money_text`).
 
     Checked in this order: InvalidAmount (zero, negative, float), FacilityInactive,
     FacilityFrozen, InsufficientAvailability (amount > availability; drawing exactly the
@@ -318,7 +327,7 @@ def check_drawdown(
         )
     available = to_decimal(availability, field="availability")
     if value > available:
-        raise InsufficientAvailability(facility_id, value, available)
+        raise InsufficientAvailability(facility_id, value, available, currency)
     return value
 
 
@@ -332,9 +341,10 @@ def check_release(outstanding: Decimal, bb_after_release: Decimal, facility_id: 
     out = _non_negative(outstanding, "outstanding")
     bb = _non_negative(bb_after_release, "bb_after_release")
     if out > bb:
+        bb_shown, out_shown = money_text(_down(bb, currency), currency), money_text(out, currency)
         raise ReleaseRefused(
             facility_id,
             _up(out - bb, currency),
-            f"the borrowing base after the release ({currency} {_down(bb, currency)}) would not cover "
-            f"the outstanding ({currency} {out})",
+            f"the borrowing base after the release ({currency} {bb_shown}) would not cover "
+            f"the outstanding ({currency} {out_shown})",
         )

@@ -182,12 +182,15 @@ class FacilityInactive(CreditError):
 class InsufficientAvailability(CreditError):
     code = "insufficient_availability"
 
-    def __init__(self, facility_id: str, requested: Decimal, available: Decimal) -> None:
+    def __init__(
+        self, facility_id: str, requested: Decimal, available: Decimal, currency: str | None = None
+    ) -> None:
+        asked, there = _amount(requested, currency), _amount(available, currency)
         super().__init__(
-            f"drawdown of {requested} exceeds the availability of {available} on facility {facility_id}",
+            f"drawdown of {asked} exceeds the availability of {there} on facility {facility_id}",
             facility_id=facility_id,
-            requested=str(requested),
-            available=str(available),
+            requested=asked,
+            available=there,
         )
         self.facility_id = facility_id
         self.requested = requested
@@ -197,16 +200,28 @@ class InsufficientAvailability(CreditError):
 class Overpayment(CreditError):
     code = "overpayment"
 
-    def __init__(self, facility_id: str, offered: Decimal, owed: Decimal) -> None:
+    def __init__(
+        self, facility_id: str, offered: Decimal, owed: Decimal, currency: str | None = None
+    ) -> None:
+        given, due = _amount(offered, currency), _amount(owed, currency)
         super().__init__(
-            f"repayment of {offered} exceeds the {owed} owed on facility {facility_id}",
+            f"repayment of {given} exceeds the {due} owed on facility {facility_id}",
             facility_id=facility_id,
-            offered=str(offered),
-            owed=str(owed),
+            offered=given,
+            owed=due,
         )
         self.facility_id = facility_id
         self.offered = offered
         self.owed = owed
+
+
+def _amount(value: Decimal, currency: str | None) -> str:
+    """An amount in a message and its facts: `money_text` when the currency is known, else plain."""
+    if currency is None:
+        return f"{value:f}"
+    from ledger.core.money import money_text  # money.py imports this module's InvalidAmount
+
+    return money_text(value, currency)
 
 
 class ReleaseRefused(CreditError):
@@ -214,9 +229,9 @@ class ReleaseRefused(CreditError):
 
     def __init__(self, facility_id: str, repay_first: Decimal, reason: str) -> None:
         super().__init__(
-            f"release refused on facility {facility_id}: {reason}; repay {repay_first} first",
+            f"release refused on facility {facility_id}: {reason}; repay {repay_first:f} first",
             facility_id=facility_id,
-            repay_first=str(repay_first),
+            repay_first=f"{repay_first:f}",
         )
         self.facility_id = facility_id
         self.repay_first = repay_first

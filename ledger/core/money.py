@@ -66,3 +66,50 @@ def require_positive(value: Decimal, *, field: str) -> Decimal:
     if value <= 0:
         raise InvalidAmount(field, value, "must be greater than zero")
     return value
+
+
+
+def money_text(amount: Decimal, currency: str) -> str:
+    """An amount as the API and the records show it: plain digits (never "1.00E+6"), at least the
+    currency's minor unit of decimals ("100" -> "100.00" for EUR), and more only where the value
+    has them (a borrowing base of 122304.125 stays "122304.125"; "122304.000000000" is "122304.00").
+
+    Lossless: `Decimal(money_text(x, c)) == x` for every finite x. Infinities and NaN keep their
+    names ("Infinity"); a negative zero is "0.00".
+    """
+    step = minor_step(currency)
+    try:
+        shown = amount.quantize(step)  # exact when the value has no digit beyond the minor unit
+    except InvalidOperation:  # infinite, or more digits than the context holds
+        return _plain(amount, minor_unit(currency))
+    if shown != amount:  # significant digits beyond the minor unit (or NaN): all of them
+        return _plain(amount, minor_unit(currency))
+    return str(shown) if shown else str(abs(shown))  # "-0.00" -> "0.00"; str is plain at this scale
+
+
+def decimal_text(value: Decimal) -> str:
+    """A rate, ratio or quantity in plain digits without trailing zeros: "0.020000" -> "0.02",
+    "1.00E+6" -> "1000000", "10" -> "10". Lossless like `money_text`."""
+    text = str(value)  # the common case ("0.65", "10") is already plain and short
+    if value and "E" not in text and not ("." in text and text.endswith("0")):
+        return text
+    return _plain(value, 0)
+
+
+def _plain(value: Decimal, places: int) -> str:
+    """`value` in positional notation with at least `places` decimals and no trailing zero
+    beyond them; digit by digit, so no context precision can round it."""
+    if not value.is_finite():
+        return str(value)
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if not any(digits):
+        sign, digits, exponent = 0, (0,), 0
+    coefficient = list(digits)
+    while exponent < -places and len(coefficient) > 1 and coefficient[-1] == 0:
+        coefficient.pop()
+        exponent += 1
+    if exponent > -places:  # pad with zeros down to the minor unit
+        coefficient += [0] * (exponent + places)
+        exponent = -places
+    return format(Decimal((sign, tuple(coefficient), exponent)), "f")

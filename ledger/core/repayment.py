@@ -74,7 +74,7 @@ def allocate_repayment(amount: Decimal, owed: Owed, currency: str, *, facility_i
     for name in ("interest", "fees", "principal"):
         _check_minor_unit(getattr(owed, name), currency, f"owed {name}")
     if value > owed.total:
-        raise Overpayment(facility_id, value, owed.total)
+        raise Overpayment(facility_id, value, owed.total, currency)
     interest = min(value, owed.interest)
     fees = min(value - interest, owed.fees)
     return Allocation(interest=interest, fees=fees, principal=value - interest - fees)

@@ -160,7 +160,7 @@ async def test_an_error_response_is_stored_and_replayed_even_when_the_request_wo
     c = api.client
     refused = await c.post(REPAY, json={"amount": "500.00"}, headers=keyed(api, "pay-1"))
     assert refused.status_code == 422 and refused.json()["type"].endswith("/overpayment")
-    assert refused.json()["owed"] == "0"
+    assert refused.json()["owed"] == "0.00"
     too_big = await c.post(DRAW, json={"amount": "900000.00"}, headers=keyed(api, "big-1"))
     assert too_big.status_code == 409 and too_big.json()["type"].endswith("/insufficient_availability")
 

@@ -77,8 +77,8 @@ async def test_ten_days_at_7_30_percent_on_100000_is_200_00(api, clock):
     assert D(pending["outstanding"]) == D("100200.00")
     paid = await money(api, "repayments", "1000.00", "r1")  # 200.00 interest first, 800.00 principal
     assert [ln for ln in paid["posting"]["lines"] if ln["account"] != "cash"] == [
-        {"account": "interest_receivable", "debit": "0", "credit": "200.00"},
-        {"account": "principal", "debit": "0", "credit": "800.00"},
+        {"account": "interest_receivable", "debit": "0.00", "credit": "200.00"},
+        {"account": "principal", "debit": "0.00", "credit": "800.00"},
     ]
     assert (paid["facility"]["principal"], D(paid["facility"]["accrued_interest"])) == ("99200.00", 0)
 
@@ -116,7 +116,7 @@ async def test_ten_days_at_7_30_percent_on_100000_is_200_00(api, clock):
         D("99299.20"),
         D(0),
     ]
-    assert (st["drawn"], st["interest_charged"], st["repaid"]) == ("0", "99.20", "99299.20")
+    assert (st["drawn"], st["interest_charged"], st["repaid"]) == ("0.00", "99.20", "99299.20")
     opening, closing = D(st["opening"]["total_owed"]), D(st["closing"]["total_owed"])
     assert closing == opening + D(st["drawn"]) + D(st["interest_charged"]) - D(st["repaid"]) == 0
 

@@ -175,6 +175,10 @@ def test_facts_are_json_ready() -> None:
     assert facts["ltv"] == "Infinity"
     assert facts["cash_needed"] == "100.00"
     assert facts["frozen"] is True
+    assert (facts["outstanding"], facts["borrowing_base"]) == ("100.00", "0.00")
+    warned = transitions(OK, WARNING, "drawdown")[0].facts()
+    assert (warned["ltv"], warned["warning_ltv"]) == ("0.75", "0.7")  # ratios: no trailing zeros
+    assert (warned["outstanding"], warned["market_value"]) == ("750000.00", "1000000.00")
     cured = transitions(WARNING, OK, "repayment")[0].facts()
     assert cured["cash_needed"] is None
 
