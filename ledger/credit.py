@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, cast
 
 from ledger.core.borrowing_base import BorrowingBase
@@ -404,10 +405,14 @@ class CreditService:
 
     # --- statements and events ---------------------------------------------------------------------
     async def statement(self, facility_id: str, start: datetime, end: datetime) -> Statement:
+        """[start, end): the period's postings, and the balances before it summed by the store
+        (one pass over the earlier lines, no Posting built for them)."""
         async with self.ledger.transaction() as tx:
             f = await self.ledger.facility_in(tx, facility_id)
-            postings = await tx.postings(facility_id, until=end)
-        return statement(postings, facility_id, start, end, f.currency)
+            before = await tx.posting_sums(facility_id, before=start)
+            postings = await tx.postings(facility_id, until=end, since=start)
+        opening = Balances(f.currency, facility_id, MappingProxyType(before))
+        return statement(postings, facility_id, start, end, f.currency, opening=opening)
 
     async def events(self, facility_id: str, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         async with self.ledger.transaction() as tx:
@@ -415,12 +420,12 @@ class CreditService:
             return await tx.credit_events(facility_id, after_id, limit)
 
     async def check_balances(self, facility_id: str) -> tuple[bool, dict[str, Decimal], dict[str, Decimal]]:
-        """Re-derive balances from every posting and compare with the stored balances."""
+        """Re-derive balances from every posting line and compare with the stored balances."""
         async with self.ledger.transaction() as tx:
-            f = await self.ledger.facility_in(tx, facility_id)
+            await self.ledger.facility_in(tx, facility_id)
             stored = (await tx.balances([facility_id]))[facility_id]
-            derived = Balances.from_postings(await tx.postings(facility_id), currency=f.currency)
-        derived_map = {a: b for a, b in derived.amounts.items() if b != 0}
+            derived = await tx.posting_sums(facility_id)
+        derived_map = {a: b for a, b in derived.items() if b != 0}
         stored_map = {a: b for a, b in stored.items() if b != 0}
         return derived_map == stored_map, stored_map, derived_map
 

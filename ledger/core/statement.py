@@ -101,11 +101,16 @@ def statement(
     start: datetime,
     end: datetime,
     currency: str,
+    opening: Balances | None = None,
 ) -> Statement:
     """Build the statement of `facility_id` for [start, end) (timezone-aware datetimes).
 
+    `opening`: the balances after every posting before `start`, when the caller has them
+    (the store sums a long history's lines without building its postings); postings before
+    `start` are then already counted there and skipped here. None: summed from `postings`.
+
     Raises InvalidPeriod when end < start, CurrencyMismatch when one of the facility's
-    postings is in another currency.
+    postings (or `opening`) is in another currency.
     """
     check_aware("start", start)
     check_aware("end", end)
@@ -117,23 +122,27 @@ def statement(
         if p.currency != currency:
             raise CurrencyMismatch(currency, p.currency, f"statement of facility {facility_id}")
     mine.sort(key=lambda p: p.at)
-    balances = Balances(currency, facility_id)
+    if opening is not None and opening.currency not in (None, currency):
+        raise CurrencyMismatch(currency, str(opening.currency), f"opening balances of facility {facility_id}")
+    balances = opening if opening is not None else Balances(currency, facility_id)
     lines: list[StatementLine] = []
-    opening = StatementBalances.of(balances)
+    opened = StatementBalances.of(balances)
     for posting in mine:
         if posting.at >= end:
             break
-        balances = balances.apply(posting)
         if posting.at < start:
-            opening = StatementBalances.of(balances)
-        else:
-            lines.append(_line(posting, balances))
+            if opening is None:
+                balances = balances.apply(posting)
+                opened = StatementBalances.of(balances)
+            continue
+        balances = balances.apply(posting)
+        lines.append(_line(posting, balances))
     return Statement(
         facility_id=facility_id,
         currency=currency,
         start=start,
         end=end,
-        opening=opening,
+        opening=opened,
         lines=tuple(lines),
         closing=StatementBalances.of(balances),
         drawn=_total(lines, "drawdown"),

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -137,8 +137,14 @@ class CreditSqlMixin:
         )
 
     async def postings(
-        self, facility_id: str, until: datetime | None = None, after_seq: int = 0, limit: int | None = None
+        self,
+        facility_id: str,
+        until: datetime | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[Posting]:
+        """The facility's postings in journal order: `since` <= at < `until`, seq > `after_seq`."""
         q = (
             select(t.posting)
             .where(t.posting.c.facility_id == facility_id, t.posting.c.seq > after_seq)
@@ -146,6 +152,8 @@ class CreditSqlMixin:
         )
         if until is not None:
             q = q.where(t.posting.c.at < until)
+        if since is not None:
+            q = q.where(t.posting.c.at >= since)
         if limit is not None:
             q = q.limit(limit)
         heads = (await self.conn.execute(q)).all()
@@ -175,6 +183,35 @@ class CreditSqlMixin:
             )
             for h in heads
         ]
+
+    async def posting_sums(self, facility_id: str, before: datetime | None = None) -> dict[str, Decimal]:
+        """Each account's balance re-derived from the facility's posting lines (debit - credit),
+        over the postings booked at `before` or later left out (None: all of them); accounts
+        without lines are absent.
+
+        PostgreSQL sums in the database (numeric: exact); SQLite keeps amounts as text, which its
+        SUM would turn into floats, so there the lines are summed here as Decimals. Either way no
+        Posting is built: a statement or an audit of a long history costs one pass over its lines.
+        """
+        line, head = t.posting_line, t.posting
+        keys = (line.c.facility_id == head.c.facility_id) & (line.c.posting_id == head.c.posting_id)
+        where = [line.c.facility_id == facility_id]
+        if before is not None:
+            where += [head.c.facility_id == facility_id, head.c.at < before]
+        source = line.join(head, keys) if before is not None else line
+        if self.dialect == "postgresql":
+            net = func.sum(line.c.debit) - func.sum(line.c.credit)
+            rows = await self.conn.execute(
+                select(line.c.account, net).select_from(source).where(*where).group_by(line.c.account)
+            )
+            return {account: Decimal(total) for account, total in rows}
+        sums: dict[str, Decimal] = {}
+        result = await self.conn.stream(
+            select(line.c.account, line.c.debit, line.c.credit).select_from(source).where(*where)
+        )
+        async for account, debit, credit in result:
+            sums[account] = sums.get(account, Decimal(0)) + debit - credit
+        return sums
 
     async def insert_credit_events(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

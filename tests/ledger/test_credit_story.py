@@ -6,12 +6,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import update
 
 from ledger.core.errors import FacilityFrozen, InsufficientAvailability, Overpayment, ReleaseRefused
 from ledger.core.lot import Movement, MovementKind
 from ledger.core.pricing import RatePlan
+from ledger.core.statement import statement
 from ledger.credit import CreditService
 from ledger.service import LedgerService
+from ledger.store import tables
 from tests.ledger.world import build, facility, lot, price
 
 D = Decimal
@@ -90,3 +93,47 @@ async def test_removal_freezes_and_raises_a_margin_call(store, clock):
     await credit.repay("F1", s.over_advance + D("100"))
     assert not (await credit.summary("F1")).frozen
     _ = timedelta
+
+
+async def test_a_statement_from_summed_history_is_the_one_from_every_posting(store, clock):
+    """The service sums the lines before the period in the store (SQL on PostgreSQL) and reads
+    only the period's postings; the pure statement over the whole history must agree, for
+    periods before, across, between and after the postings, and at their exact instants."""
+    _ledger, credit = await world(store, clock)
+    t0 = clock()
+    await credit.draw("F1", D("50000.00"))
+    clock.advance(days=2)
+    await credit.draw("F1", D("2500.50"))
+    clock.advance(days=3, hours=5)
+    await credit.repay("F1", D("10000.00"))  # books the accrued interest first
+    clock.advance(days=1)
+    await credit.repay("F1", D("333.33"))
+    clock.advance(days=4)
+    await credit.repay("F1", D("1.00"))
+    async with credit.ledger.transaction() as tx:
+        history = await tx.postings("F1")
+    assert len(history) >= 6
+    instants = sorted({p.at for p in history})
+    edges = [t0 - timedelta(days=1), *instants, instants[-1] + timedelta(seconds=1)]
+    edges.append(clock() + timedelta(days=9))
+    periods = [(a, b) for a in edges for b in edges if a <= b]
+    for start, end in periods:
+        got = await credit.statement("F1", start, end)
+        assert got == statement(history, "F1", start, end, "EUR"), (start, end)
+
+
+async def test_the_audit_finds_a_posting_line_edited_behind_the_ledger(store, clock):
+    _ledger, credit = await world(store, clock)
+    await credit.draw("F1", D("5000.00"))
+    await credit.repay("F1", D("1000.00"))
+    ok, stored, derived = await credit.check_balances("F1")
+    assert ok and derived == {"principal": D("4000.00"), "cash": D("-4000.00")}, derived
+    async with credit.ledger.transaction() as tx:
+        await tx.conn.execute(
+            update(tables.posting_line)
+            .where(tables.posting_line.c.facility_id == "F1", tables.posting_line.c.debit == D("5000.00"))
+            .values(debit=D("5000.01"))
+        )
+    ok, stored, derived = await credit.check_balances("F1")
+    assert not ok
+    assert derived["principal"] == D("4000.01") and stored["principal"] == D("4000.00")
