@@ -406,8 +406,8 @@ class CreditService:
     # --- statements and events ---------------------------------------------------------------------
     async def statement(self, facility_id: str, start: datetime, end: datetime) -> Statement:
         """[start, end): the period's postings, and the balances before it summed by the store
-        (one pass over the earlier lines, no Posting built for them)."""
-        async with self.ledger.transaction() as tx:
+        (one pass over the earlier lines, no Posting built for them), in one snapshot."""
+        async with self.ledger.snapshot() as tx:
             f = await self.ledger.facility_in(tx, facility_id)
             before = await tx.posting_sums(facility_id, before=start)
             postings = await tx.postings(facility_id, until=end, since=start)
@@ -420,8 +420,9 @@ class CreditService:
             return await tx.credit_events(facility_id, after_id, limit)
 
     async def check_balances(self, facility_id: str) -> tuple[bool, dict[str, Decimal], dict[str, Decimal]]:
-        """Re-derive balances from every posting line and compare with the stored balances."""
-        async with self.ledger.transaction() as tx:
+        """Re-derive balances from every posting line and compare with the stored balances, both
+        read in one snapshot: a drawdown booked meanwhile is in both or in neither."""
+        async with self.ledger.snapshot() as tx:
             await self.ledger.facility_in(tx, facility_id)
             stored = (await tx.balances([facility_id]))[facility_id]
             derived = await tx.posting_sums(facility_id)

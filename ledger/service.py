@@ -13,6 +13,7 @@ journal) with the same pure functions; the property tests check the two paths ag
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,7 +41,7 @@ from ledger.core.errors import (
     UnknownZone,
 )
 from ledger.core.haircut import HaircutPolicy, daily_volatility, haircut
-from ledger.core.journal import GENESIS, ChainBreak, JournalEntry, make_entry, replay, verify_chain
+from ledger.core.journal import ChainBreak, ChainVerifier, JournalEntry, make_entry
 from ledger.core.lot import Lot, LotStatus, Movement, MovementKind, apply_movement
 from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Facility, Site, Sku, Zone
@@ -56,6 +57,7 @@ from ledger.store.port import (
 Clock = Callable[[], datetime]
 BaseListener = Callable[[Any, dict[str, BorrowingBase], str, datetime], Awaitable[None]]
 ZERO = Decimal(0)
+_VERIFY_BATCH = 500  # journal entries read and checked at a time: ~40 ms of the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,10 @@ class LedgerService:
     def transaction(self) -> Any:
         """A unit of work on the ledger's store, for callers that add their own writes."""
         return self.store.transaction()
+
+    def snapshot(self) -> Any:
+        """A read-only unit of work whose reads all see one instant (`LedgerStore.snapshot`)."""
+        return self.store.snapshot()
 
     # --- reference data ------------------------------------------------------------------------
     async def add(self, obj: Site | Zone | Sku | Borrower) -> None:
@@ -353,7 +359,7 @@ class LedgerService:
                 lots = await tx.lots_of_facility(facility_id)
             else:
                 when = as_of
-                lots = list(replay([e async for e in tx.entries(facility_id, until=as_of)]).values())
+                lots = await tx.lots_as_of(facility_id, as_of)
             prices: dict[str, PricePoint | None] = {}
             haircuts: dict[str, Decimal] = {}
             for sku_id in f.terms:
@@ -375,7 +381,8 @@ class LedgerService:
         limit: int = 100,
         as_of: datetime | None = None,
     ) -> list[Lot]:
-        """Lots matching the filters, keyset-paginated by lot id; `as_of` replays the journal."""
+        """Lots matching the filters, keyset-paginated by lot id; `as_of`: as they stood then,
+        from the journal (each lot's newest entry at that time, picked by the store)."""
         if limit <= 0 or limit > 10_000:
             raise InvalidReference("limit must be between 1 and 10000")
         async with self.store.transaction() as tx:
@@ -386,23 +393,9 @@ class LedgerService:
             if facility_id is None:
                 raise InvalidReference("positions as of a past time need a facility")
             await self._facility(tx, facility_id)
-            lots = replay([e async for e in tx.entries(facility_id, until=as_of)]).values()
-        picked = [
-            lot
-            for lot in sorted(lots, key=lambda x: x.lot_id)
-            if all(
-                v is None or getattr(lot, k) == v
-                for k, v in (
-                    ("site_id", site_id),
-                    ("zone_id", zone_id),
-                    ("sku_id", sku_id),
-                    ("lot_id", lot_id),
-                    ("status", status),
-                )
+            return await tx.lots_as_of(
+                facility_id, as_of, site_id, zone_id, sku_id, lot_id, status, after, limit
             )
-            and (after is None or lot.lot_id > after)
-        ]
-        return picked[:limit]
 
     async def movements(self, flt: MovementFilter) -> list[JournalEntry]:
         if flt.limit <= 0 or flt.limit > 10_000:
@@ -415,15 +408,23 @@ class LedgerService:
         """Verify a facility's hash chain end to end, and that it ends where its head says.
 
         The head check catches the deletion of the newest entries, which the chain alone cannot.
+        One snapshot (entries appended meanwhile are in neither the entries nor the head), read
+        and checked 500 entries at a time: bounded memory, and other requests run between the
+        reads.
         """
-        async with self.store.transaction() as tx:
+        verifier, broken = ChainVerifier(facility_id), None
+        async with self.store.snapshot() as tx:
             await self._facility(tx, facility_id)
-            entries = [e async for e in tx.entries(facility_id)]
             head = await tx.journal_head(facility_id)
-        broken = verify_chain(facility_id, entries)
+            entries = tx.entries(facility_id, batch=_VERIFY_BATCH)
+            async with aclosing(entries):
+                async for e in entries:
+                    broken = verifier.check(e)
+                    if broken is not None:
+                        break
         if broken is not None or head is None:
             return broken
-        last_seq, last_hash = (entries[-1].seq, entries[-1].hash) if entries else (0, GENESIS)
+        last_seq, last_hash = verifier.last
         if (last_seq, last_hash) != head:
             return ChainBreak(
                 facility_id,

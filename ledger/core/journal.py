@@ -104,10 +104,27 @@ class ChainBreak:
 
 def verify_chain(facility_id: str, entries: Iterable[JournalEntry]) -> ChainBreak | None:
     """Check seq continuity, prev-hash links and every hash; None means the chain is intact."""
-    prev, expected_seq = GENESIS, 1
+    verifier = ChainVerifier(facility_id)
     for e in entries:
-        if e.seq != expected_seq:
-            return ChainBreak(facility_id, expected_seq, f"entry {expected_seq} is missing (found {e.seq})")
+        broken = verifier.check(e)
+        if broken is not None:
+            return broken
+    return None
+
+
+class ChainVerifier:
+    """`verify_chain` one entry at a time, holding only the last link: a journal of any length
+    is checked as it is read, in bounded memory. `last` is (seq, hash) of the last good entry."""
+
+    def __init__(self, facility_id: str) -> None:
+        self.facility_id = facility_id
+        self.last: tuple[int, str] = (0, GENESIS)
+
+    def check(self, e: JournalEntry) -> ChainBreak | None:
+        """None if `e` follows the entries checked so far; else where and why the chain breaks."""
+        facility_id, (seq, prev) = self.facility_id, self.last
+        if e.seq != seq + 1:
+            return ChainBreak(facility_id, seq + 1, f"entry {seq + 1} is missing (found {e.seq})")
         if e.prev_hash != prev:
             return ChainBreak(facility_id, e.seq, "previous-hash link does not match the entry before")
         payload = canonical_bytes(e.facility_id, e.seq, e.at, e.kind, e.lot, e.evidence, e.reason)
@@ -115,8 +132,8 @@ def verify_chain(facility_id: str, entries: Iterable[JournalEntry]) -> ChainBrea
         wrong_facility = e.facility_id != facility_id or e.lot.facility_id != facility_id
         if wrong_facility or chain_hash(prev, payload) != e.hash:
             return ChainBreak(facility_id, e.seq, "content does not match its hash (edited)")
-        prev, expected_seq = e.hash, expected_seq + 1
-    return None
+        self.last = (e.seq, e.hash)
+        return None
 
 
 def replay(entries: Iterable[JournalEntry], as_of: datetime | None = None) -> dict[str, Lot]:

@@ -114,6 +114,21 @@ class LedgerTx(abc.ABC):
         limit: int,
     ) -> list[Lot]: ...
     @abc.abstractmethod
+    async def lots_as_of(
+        self,
+        facility_id: str,
+        as_of: datetime,
+        site_id: str | None = None,
+        zone_id: str | None = None,
+        sku_id: str | None = None,
+        lot_id: str | None = None,
+        status: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Lot]:
+        """The facility's lots as they stood at `as_of`, by lot id: for each lot, the state its
+        last journal entry (by seq) with `at <= as_of` left; then the filters, as query_lots'."""
+    @abc.abstractmethod
     async def pledges_by_epc(self, epcs: Iterable[str]) -> dict[str, str]: ...
     @abc.abstractmethod
     async def insert_pledges(self, lots: Sequence[Lot], at: datetime) -> None: ...
@@ -345,6 +360,12 @@ class LedgerStore(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         """An atomic unit of work yielding a `LedgerTx`."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Any]:
+        """A read-only `LedgerTx` whose reads all see the database at one instant, however many
+        statements they take (an audit's entries and head, a statement's sums and postings):
+        no write committed meanwhile shows in some of them and not in others."""
 
     @abc.abstractmethod
     def money_transaction(self) -> AbstractAsyncContextManager[MoneyTx]:

@@ -57,6 +57,21 @@ def lot_from_row(r: Any) -> Lot:
     )
 
 
+_LOT_COLUMNS = (
+    "lot_id",
+    "facility_id",
+    "epc",
+    "sku_id",
+    "quantity",
+    "site_id",
+    "zone_id",
+    "status",
+    "pledged",
+    "verified",
+    "received_at",
+)
+
+
 def lot_values(lot: Lot) -> dict[str, Any]:
     return {
         "lot_id": lot.lot_id,
@@ -282,6 +297,44 @@ class SqlTx(CreditSqlMixin, LedgerTx):
             q = q.where(t.lot.c.lot_id > after)
         rows = await self.conn.execute(q.order_by(t.lot.c.lot_id).limit(limit))
         return [lot_from_row(r) for r in rows]
+
+    async def lots_as_of(
+        self,
+        facility_id: str,
+        as_of: datetime,
+        site_id: str | None = None,
+        zone_id: str | None = None,
+        sku_id: str | None = None,
+        lot_id: str | None = None,
+        status: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Lot]:
+        # Each entry row carries its lot's state after the movement: the newest one per lot at
+        # `as_of` is the lot then (what replaying the journal gives), picked by the database.
+        je = t.journal_entry
+        newest = func.row_number().over(partition_by=je.c.lot_id, order_by=je.c.seq.desc()).label("newest")
+        inner = select(*(je.c[c] for c in _LOT_COLUMNS), newest).where(
+            je.c.facility_id == facility_id, je.c.at <= as_of
+        )
+        if lot_id is not None:  # the partition key: narrowed before the window
+            inner = inner.where(je.c.lot_id == lot_id)
+        if after is not None:
+            inner = inner.where(je.c.lot_id > after)
+        snap = inner.subquery()
+        q = select(snap).where(snap.c.newest == 1)
+        for col, value in (
+            (snap.c.site_id, site_id),
+            (snap.c.zone_id, zone_id),
+            (snap.c.sku_id, sku_id),
+            (snap.c.status, status),
+        ):
+            if value is not None:
+                q = q.where(col == value)
+        q = q.order_by(snap.c.lot_id)
+        if limit is not None:
+            q = q.limit(limit)
+        return [lot_from_row(r) for r in await self.conn.execute(q)]
 
     async def pledges_by_epc(self, epcs: Iterable[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -606,6 +659,12 @@ class SqlLedgerStore(LedgerStore):
             yield SqlTx(conn, self.dialect)
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqlTx]:
+        """SQLite: a transaction already reads one state of the file (one writer at a time)."""
+        async with self.transaction() as tx:
+            yield tx
+
+    @asynccontextmanager
     async def money_transaction(self) -> AsyncIterator[MoneyTx]:
         async with self.transaction() as tx:
             yield SqlMoneyTx(tx)
@@ -649,6 +708,16 @@ class PostgresStore(SqlLedgerStore):
     async def transaction(self) -> AsyncIterator[SqlTx]:
         async with self._gate(), self.engine.begin() as conn:
             yield SqlTx(conn, self.dialect)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqlTx]:
+        """REPEATABLE READ, READ ONLY: every statement sees the transaction's first snapshot
+        (READ COMMITTED, the default, takes a new one per statement). SQLAlchemy resets the
+        isolation level when the connection goes back to the pool."""
+        async with self._gate(), self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            async with conn.begin():
+                yield SqlTx(conn, self.dialect)
 
     @asynccontextmanager
     async def money_batch(self) -> AsyncIterator[MoneyBatchTx]:

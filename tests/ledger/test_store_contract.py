@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ledger.core.errors import Conflict, DuplicateEpc, DuplicateId
-from ledger.core.journal import GENESIS, JournalEntry, make_entry, verify_chain
+from ledger.core.journal import GENESIS, JournalEntry, make_entry, replay, verify_chain
 from ledger.core.lot import Lot, LotStatus, MovementKind
 from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Site, Sku, Zone
@@ -302,6 +302,58 @@ async def test_entries_are_read_in_seq_order_across_batches_and_up_to_a_time(sto
         until = [e.seq async for e in tx.entries("F1", until=T0 + timedelta(hours=3), batch=2)]
         assert until == [1, 2, 3]  # inclusive
         assert [e async for e in tx.entries("NOPE")] == []
+
+
+async def test_a_snapshot_reads_one_instant_and_writes_nothing(store):
+    await seed(store, "F1")
+    f1 = journal("F1", 4)
+    async with store.transaction() as tx:
+        await tx.append_entries(f1[:3])
+    if store.dialect == "sqlite":  # one transaction at a time: a snapshot is trivially one instant
+        async with store.snapshot() as snap:
+            assert await snap.journal_head("F1") == (3, f1[2].hash)
+        return
+    async with store.snapshot() as snap:
+        head = await snap.journal_head("F1")
+        async with store.transaction() as tx:  # committed while the snapshot is open
+            await tx.append_entries(f1[3:])
+        assert [e.seq async for e in snap.entries("F1")] == [1, 2, 3]
+        assert await snap.journal_head("F1") == head == (3, f1[2].hash)
+    with pytest.raises(DBAPIError, match="read-only"):
+        async with store.snapshot() as snap:
+            await snap.append_entries(journal("F1", 1, start=5, prev=f1[3].hash))
+    async with store.transaction() as tx:  # the pooled connection is writable again
+        await tx.append_entries(journal("F1", 1, start=5, prev=f1[3].hash))
+        assert await tx.journal_head("F1") == (5, journal("F1", 1, start=5, prev=f1[3].hash)[0].hash)
+
+
+async def test_lots_as_of_a_time_are_what_replaying_the_journal_gives(store):
+    await seed(store, "F1", "F2")
+    f1 = journal("F1", 8)
+    # a late entry: booked last (seq 9) but stamped before the entries 6-8 (L000 back to Hall A)
+    late = make_entry(f1[-1].hash, 9, T0 + timedelta(hours=5, minutes=30), K.ZONE_TRANSFER,
+                      a_lot(0, epc="F1-E0", zone_id="SH1-A", status=S.QUARANTINED), ("late:1",), None)
+    f1.append(late)
+    async with store.transaction() as tx:
+        await tx.append_entries(f1 + journal("F2", 4))
+    instants = [T0, *(e.at for e in f1), T0 + timedelta(days=1)]
+    async with store.transaction() as tx:
+        for when in instants:
+            expected = sorted(replay(f1, when).values(), key=lambda x: x.lot_id)
+            assert await tx.lots_as_of("F1", when) == expected, when
+            for kw in ({"zone_id": "SH1-B"}, {"sku_id": "ST-COIL"}, {"status": "quarantined"},
+                       {"lot_id": "L001"}, {"site_id": "QD2"}):
+                want = [x for x in expected if all(str(getattr(x, k)) == v for k, v in kw.items())]
+                assert await tx.lots_as_of("F1", when, **kw) == want, (when, kw)
+            pages, after = [], None
+            while page := await tx.lots_as_of("F1", when, after=after, limit=2):
+                pages.append([x.lot_id for x in page])
+                after = page[-1].lot_id
+            assert [i for page in pages for i in page] == [x.lot_id for x in expected]
+        assert await tx.lots_as_of("NOPE", instants[-1]) == []
+        # L000's newest entry by seq is the late one (Hall A), though entry 6 (Hall B) is stamped later
+        zones = [x.zone_id for x in await tx.lots_as_of("F1", T0 + timedelta(hours=9))]
+        assert zones == ["SH1-A", "SH1-A", "SH1-B"]
 
 
 async def test_a_seq_can_be_written_once(store):
