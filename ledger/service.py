@@ -342,6 +342,10 @@ class LedgerService:
     async def facility_in(self, tx: LedgerTx, facility_id: str) -> Facility:
         return await self._facility(tx, facility_id)
 
+    async def facilities_in(self, tx: LedgerTx, facility_ids: Iterable[str]) -> dict[str, Facility]:
+        """The facilities of `facility_ids` that exist (unknown ids are absent), in one read."""
+        return await self._load_facilities(tx, facility_ids)
+
     async def borrowing_base(self, facility_id: str) -> BorrowingBase:
         """The current BB from the incrementally maintained positions (cheap)."""
         now = self.clock()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from api.deps import Admin, CurrentPrincipal, PlatformDep, VisibleFacility
 from api.schemas import FacilityCreate
@@ -37,13 +37,22 @@ async def create_facility(body: FacilityCreate, platform: PlatformDep, _: Admin)
 
 
 @router.get("")
-async def list_facilities(platform: PlatformDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    """Facilities the caller may see (a borrower: its own)."""
+async def list_facilities(
+    platform: PlatformDep,
+    principal: CurrentPrincipal,
+    after: str | None = Query(None, max_length=64, description="the last facility_id of the page before"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Facilities the caller may see (a borrower: its own), by facility id, keyset-paginated:
+    pass `after` = `next_after` for the next page (`next_after` is null on the last one);
+    `total` counts them all."""
     visible = [f for f in await platform.credit.facility_ids() if principal.may_see(f)]
+    rest = [f for f in visible if after is None or f > after]
+    page = rest[:limit]
     return {
-        "items": [summary_view(await platform.credit.summary(f)) for f in visible[:1000]],
+        "items": [summary_view(s) for s in await platform.credit.summaries(page)],
         "total": len(visible),
-        "truncated": len(visible) > 1000,
+        "next_after": page[-1] if len(rest) > limit else None,
     }
 
 
