@@ -36,8 +36,8 @@ from ledger.core.credit_line import (
 )
 from ledger.core.errors import InvalidReference, LedgerError, ReleaseRefused, UnknownFacility, UnknownLot
 from ledger.core.interest import daily_interest
-from ledger.core.lot import LotStatus, Movement, MovementKind
-from ledger.core.money import money_text
+from ledger.core.lot import Lot, LotStatus, Movement, MovementKind
+from ledger.core.money import decimal_text, money_text
 from ledger.core.posting import (
     Balances,
     Posting,
@@ -54,6 +54,7 @@ from ledger.store.port import MONEY_STATE_COLUMNS, MoneyState, MoneyWrites, Requ
 
 ZERO = Decimal(0)
 _BEFORE_ALL = datetime.min.replace(tzinfo=UTC)  # sorts lots never received first
+_LOT_PAGE = 10_000  # pledged lots read per query when a release names a SKU and a quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,9 +411,20 @@ class CreditService:
             return [found[i] for i in lot_ids]
         if sku_id is None or quantity is None or quantity <= 0:
             raise InvalidReference("a release names lot_ids, or a sku_id and a quantity > 0")
-        candidates = await tx.query_lots(
-            f.facility_id, None, None, sku_id, None, str(LotStatus.PLEDGED), None, 10_000
-        )
+        candidates: list[Lot] = []  # every pledged lot of the SKU: the oldest leave first
+        while page := await tx.query_lots(
+            f.facility_id,
+            None,
+            None,
+            sku_id,
+            None,
+            str(LotStatus.PLEDGED),
+            candidates[-1].lot_id if candidates else None,
+            _LOT_PAGE,
+        ):
+            candidates += page
+            if len(page) < _LOT_PAGE:
+                break
         candidates.sort(key=lambda lot: (lot.received_at or _BEFORE_ALL, lot.lot_id))
         picked, total = [], ZERO
         for lot in candidates:
@@ -421,7 +433,8 @@ class CreditService:
             picked.append(lot)
             total += lot.quantity
         if total < quantity:
-            raise InvalidReference(f"only {total} of {sku_id} is pledged in stock; {quantity} was asked")
+            there, asked = decimal_text(total), decimal_text(quantity)
+            raise InvalidReference(f"only {there} of {sku_id} is pledged in stock; {asked} was asked")
         return picked
 
     # --- statements and events ---------------------------------------------------------------------

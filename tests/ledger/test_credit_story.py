@@ -8,7 +8,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import update
 
-from ledger.core.errors import FacilityFrozen, InsufficientAvailability, Overpayment, ReleaseRefused
+from ledger import credit as credit_module
+from ledger.core.errors import (
+    FacilityFrozen,
+    InsufficientAvailability,
+    InvalidReference,
+    Overpayment,
+    ReleaseRefused,
+)
 from ledger.core.lot import Movement, MovementKind
 from ledger.core.pricing import RatePlan
 from ledger.core.statement import statement
@@ -137,3 +144,14 @@ async def test_the_audit_finds_a_posting_line_edited_behind_the_ledger(store, cl
     ok, stored, derived = await credit.check_balances("F1")
     assert not ok
     assert derived["principal"] == D("4000.01") and stored["principal"] == D("4000.00")
+
+
+async def test_a_release_by_quantity_takes_the_oldest_lots_across_pages(store, clock, monkeypatch):
+    monkeypatch.setattr(credit_module, "_LOT_PAGE", 2)  # 5 pledged lots: pages of 2, 2 and 1
+    ledger, credit = await world(store, clock)  # L000001-L000004, 10 t each, received now
+    clock.advance(hours=2)
+    await ledger.register_lots([lot(0, pledge=True, received=True, verified=True, qty="10")])  # newest
+    r = await credit.release("F1", sku_id="CU-CATH", quantity=D("35"))
+    assert list(r.lot_ids) == ["L000001", "L000002", "L000003", "L000004"]  # first in, first out
+    with pytest.raises(InvalidReference, match=r"only 10 of CU-CATH is pledged in stock; 10\.5 was asked"):
+        await credit.release("F1", sku_id="CU-CATH", quantity=D("10.50"))
