@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from api.main import create_app
+from api.routes import feed as feed_route
 from tests.api.test_drawdown_race import serving
 from tests.ledger.world import facility, lot
 
@@ -28,8 +29,9 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
     """(event, data) of each message of a text/event-stream body."""
     messages = []
     for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        messages.append((fields["event"], json.loads(fields["data"])))
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:  # a block of comments only (": keep-alive") is no message
+            messages.append((fields["event"], json.loads(fields["data"])))
     return messages
 
 
@@ -83,6 +85,56 @@ async def test_a_release_is_a_credit_message_after_the_facility(api):
     (first, _), (second, event) = parse_sse(feed.text)
     assert (first, second) == ("facility", "credit")
     assert event["kind"] == "release_approved" and event["facts"]["lot_ids"] == ["L000003"]
+
+
+async def _two_releases(api) -> list[int]:
+    """Two approved releases on F1: two credit events; their ids."""
+    me = api.auth("borrower")
+    for n, lot_id in enumerate(["L000003", "L000004"]):
+        body, headers = {"lot_ids": [lot_id]}, {**me, "Idempotency-Key": f"r{n}"}
+        r = await api.client.post("/v1/facilities/F1/releases", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+    return [e["event_id"] for e in await api.platform.credit.events("F1")]
+
+
+@SQLITE_ONLY
+async def test_a_reconnecting_client_gets_only_the_events_after_its_last(api):
+    first, second = await _two_releases(api)
+    me = api.auth("borrower")
+    url = "/v1/facilities/F1/feed"
+    everything = parse_sse((await api.client.get(url, params={"max_events": 3}, headers=me)).text)
+    assert [(k, d.get("event_id")) for k, d in everything][1:] == [("credit", first), ("credit", second)]
+    for params, headers in (
+        ({"max_events": 2, "after": first}, me),
+        ({"max_events": 2}, {**me, "Last-Event-ID": str(first)}),  # what an EventSource sends back
+        ({"max_events": 2, "after": 0}, {**me, "Last-Event-ID": str(first)}),  # the header wins
+    ):
+        answer = await api.client.get(url, params=params, headers=headers)
+        (kind1, _), (kind2, event) = parse_sse(answer.text)
+        assert (kind1, kind2, event["event_id"]) == ("facility", "credit", second), (params, headers)
+
+
+@SQLITE_ONLY
+async def test_a_malformed_last_event_id_is_a_422_problem(api):
+    for bad in ("abc", "-1", "1.5", str(2**63), "\u0663".encode()):  # an Arabic-Indic three
+        r = await api.client.get(
+            "/v1/facilities/F1/feed", headers={**api.auth("borrower"), "Last-Event-ID": bad}
+        )
+        assert r.status_code == 422, bad
+        assert r.json()["type"].endswith("/invalid_reference"), r.json()
+
+
+@SQLITE_ONLY
+async def test_a_quiet_feed_sends_keep_alive_comments(api, monkeypatch):
+    monkeypatch.setattr(feed_route, "HEARTBEAT_S", 0.05)
+    me = api.auth("borrower")
+    feed = api.client.get("/v1/facilities/F1/feed", params={"max_events": 2}, headers=me)
+    listening = asyncio.create_task(feed)
+    await asyncio.sleep(0.4)  # nothing changes: comments only
+    await _two_releases(api)
+    text = (await asyncio.wait_for(listening, 10)).text
+    assert text.count(": keep-alive\n\n") >= 2, text[:300]
+    assert parse_sse(text)[0][0] == "facility"
 
 
 @pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # live, on the production database
