@@ -19,7 +19,7 @@ from api.settings import Settings
 from gateway.mqtt import RECEIVE_MAXIMUM
 from gateway.registry import DeviceRegistry
 from ledger.core.errors import LedgerError
-from ledger.credit import CreditService
+from ledger.credit import AccrualRun, CreditService
 from ledger.heap import freeze_startup_heap
 from ledger.service import LedgerService
 from ledger.store.engine import create_engine
@@ -38,6 +38,8 @@ app.add_typer(db_app, name="db")
 token_app = typer.Typer(help="API bearer tokens", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(token_app, name="token")
+credit_app = typer.Typer(help="Credit facility commands", no_args_is_help=True)
+app.add_typer(credit_app, name="credit")
 
 console = Console(width=max(120, Console().width))
 T = TypeVar("T")
@@ -124,6 +126,8 @@ def api_command(
 
     async def go() -> None:
         platform = await build_platform(settings)
+        if settings.accrual_job:
+            platform.start_daily_accrual()
         web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         freeze_startup_heap()
         config = uvicorn.Config(
@@ -215,6 +219,22 @@ def ledger_verify(facility: Annotated[str, typer.Option("--facility", help="faci
 
     if not run(go):
         raise typer.Exit(1)
+
+
+@credit_app.command("accrue")
+def credit_accrue() -> None:
+    """Book every facility's interest through yesterday now (what each API process does daily)."""
+    settings = Settings()
+
+    async def go() -> AccrualRun:
+        platform = await build_platform(settings)
+        try:
+            return await platform.credit.accrue_all()
+        finally:
+            await platform.close()
+
+    done = run(go)
+    console.print(f"interest accrued: {done.facilities} facilities, {done.postings} interest postings")
 
 
 @bench_app.command("ledger")
@@ -407,6 +427,8 @@ def serve_command(
         stop = asyncio.Event()
         _stop_on_signals(stop)
         platform = await build_gateway_platform(settings)
+        if settings.accrual_job:
+            platform.start_daily_accrual()
         metrics = GatewayMetrics(platform.extra["metrics_registry"])
         web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         web.include_router(metrics_route.router)

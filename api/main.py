@@ -84,6 +84,8 @@ def worker_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = await build_platform(settings)
+        if settings.accrual_job:
+            platform.start_daily_accrual()
         app.state.platform = platform
         freeze_startup_heap()
         try:

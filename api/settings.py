@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     money_batch_min_busy: int = Field(
         16, ge=1, description="while a money batch runs, another starts only with this many requests waiting"
     )
+    accrual_job: bool = Field(
+        True, description="book every facility's interest daily in this API process (ledger/daily_accrual.py)"
+    )
     funding_cost: str = "0.030"
     operating_cost: str = "0.010"
     risk_premium_a: str = "0.010"

@@ -89,6 +89,14 @@ class MoneyResult:
     summary: FacilitySummary
 
 
+@dataclass(slots=True)
+class AccrualRun:
+    """What one `accrue_all` did: facilities accrued, interest postings booked."""
+
+    facilities: int = 0
+    postings: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseResult:
     release_id: str
@@ -245,11 +253,42 @@ class CreditService:
         return MoneyResult(posting, _summary(f, st, bb, bal, now, assessed)), writes
 
     async def accrue(self, facility_id: str) -> FacilitySummary:
-        """Book interest for every whole day not yet accrued (a daily job also calls this)."""
+        """Book interest for every whole day not yet accrued, then re-check the lines (interest
+        raises the outstanding: crossing a line is an event with trigger "interest_accrual").
+        Money operations accrue first too; the daily job (`accrue_all`) books the idle ones, so
+        that a closed day's interest is on the books, and in its statement, once the day is over."""
         now = self.clock()
         async with self.ledger.transaction() as tx:
-            await self._lock(tx, facility_id, now)
+            await self._accrue_locked(tx, facility_id, now)
             return await self._summary_in(tx, facility_id, now)
+
+    async def accrue_all(self) -> AccrualRun:
+        """`accrue` every facility not yet accrued through today, each in its own transaction.
+        Idempotent: a second run the same day (another API process's) finds nothing to do."""
+        today = self.clock().date()
+        async with self.ledger.transaction() as tx:
+            states = await tx.credit_states(await tx.list_facility_ids())
+        due = sorted(f for f, st in states.items() if date.fromisoformat(st["accrued_through"]) < today)
+        run = AccrualRun()
+        for facility_id in due:
+            now = self.clock()
+            async with self.ledger.transaction() as tx:
+                booked = await self._accrue_locked(tx, facility_id, now)
+            run.facilities += 1
+            run.postings += booked
+        return run
+
+    async def _accrue_locked(self, tx: Any, facility_id: str, now: datetime) -> int:
+        """Lock the facility, book its whole days of interest, re-check its lines if any was
+        booked; the number of interest postings."""
+        st = await tx.lock_credit_state(facility_id)
+        if st is None:
+            raise UnknownFacility(facility_id)
+        f = await self.ledger.facility_in(tx, facility_id)
+        booked = await self._accrue_in(tx, st, f, now)
+        if booked:
+            await self._reassess(tx, await self.ledger.bases_in(tx, [facility_id]), "interest_accrual", now)
+        return booked
 
     # --- releases --------------------------------------------------------------------------------
     async def release(
@@ -477,10 +516,11 @@ class CreditService:
         await self._accrue_in(tx, st, f, now)
         return st, f
 
-    async def _accrue_in(self, tx: Any, st: dict[str, Any], f: Facility, now: datetime) -> None:
-        """Book the interest of every whole day not yet accrued (see `_accruals`)."""
+    async def _accrue_in(self, tx: Any, st: dict[str, Any], f: Facility, now: datetime) -> int:
+        """Book the interest of every whole day not yet accrued (see `_accruals`); how many
+        interest postings that took."""
         if date.fromisoformat(st["accrued_through"]) >= now.date():
-            return
+            return 0
         bal = await self._balances(tx, f)
         postings = _accruals(st, f, bal.principal, now)
         if postings:
@@ -499,6 +539,7 @@ class CreditService:
                 }
             ]
         )
+        return len(postings)
 
     @staticmethod
     def _settle_state(
@@ -732,7 +773,7 @@ def _accruals(st: dict[str, Any], f: Facility, principal: Decimal, now: datetime
                     at,
                     amount,
                     f.currency,
-                    memo=f"interest {day.isoformat()} act/365 on {principal}",
+                    memo=f"interest {day.isoformat()} act/365 on {money_text(principal, f.currency)}",
                 )
             )
         day += timedelta(days=1)

@@ -1,0 +1,115 @@
+"""The daily interest job: idle facilities' interest booked once each day is over, lines
+re-checked, a closed period's statement final; and the job's schedule and resilience."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from ledger.credit import AccrualRun, CreditService
+from ledger.daily_accrual import GRACE, DailyAccrual, next_run
+from tests.ledger.test_credit_story import world
+from tests.ledger.world import facility, lot, price
+
+D = Decimal
+
+
+def test_the_job_runs_a_few_minutes_after_each_midnight_utc() -> None:
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    assert next_run(day) == day + GRACE  # just after midnight, before the grace: today's run
+    assert next_run(day + GRACE) == day + timedelta(days=1) + GRACE  # at the run itself: the next one
+    assert next_run(day + timedelta(hours=13)) == day + timedelta(days=1) + GRACE
+    assert next_run(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == datetime(2027, 1, 1, tzinfo=UTC) + GRACE
+
+
+async def test_idle_facilities_are_accrued_once_a_day(store, clock):
+    _ledger, credit = await world(store, clock)
+    await credit.draw("F1", D("100000.00"))  # 7.30 %: 20.00 a day
+    clock.advance(days=3)
+    assert await credit.accrue_all() == AccrualRun(facilities=1, postings=3)
+    assert await credit.accrue_all() == AccrualRun()  # the same day again (another process): nothing
+    s = await credit.summary("F1")
+    assert (s.accrued_interest, s.outstanding) == (D("60.00"), D("100060.00"))
+    ok, stored, derived = await credit.check_balances("F1")
+    assert ok and stored["interest_receivable"] == D("60.00"), (stored, derived)
+
+
+async def test_a_closed_days_statement_has_its_interest_without_any_later_operation(store, clock):
+    _ledger, credit = await world(store, clock)
+    drawn_at = clock()
+    await credit.draw("F1", D("100000.00"))
+    clock.advance(days=2)
+    await credit.accrue_all()
+    start = drawn_at.replace(hour=0, minute=0)
+    # each day's interest is stamped at the midnight that ends it: the second day's at start + 2 days
+    st = await credit.statement("F1", start, start + timedelta(days=2, seconds=1))
+    assert (st.drawn, st.interest_charged) == (D("100000.00"), D("40.00"))
+    assert st.closing.total_owed == D("100040.00")
+    assert [line.memo for line in st.lines][1:] == [
+        f"interest {(start + timedelta(days=d)).date().isoformat()} act/365 on 100000.00" for d in (0, 1)
+    ]
+
+
+async def test_interest_that_crosses_the_warning_line_is_an_event(store, clock):
+    ledger, credit = await world(store, clock)
+    f3 = facility("F3", commitment=D("1000000"), reserves=D(0), warning_ltv=D("0.30"))
+    await credit.open_facility(f3, "B")
+    await ledger.register_lots(
+        [lot(n, "F3", pledge=True, received=True, verified=True, qty="10") for n in range(7, 11)]
+    )
+    market = (await credit.summary("F3")).market_value
+    await credit.draw("F3", (market * D("0.2995")).quantize(D("0.01")))  # just under 30 %
+    clock.advance(days=30)
+    await price(ledger, "CU-CATH", "8000")  # a fresh price (the same level): the goods stay eligible
+    assert [e["kind"] for e in await credit.events("F3")] == []
+    assert (await credit.accrue_all()).postings >= 30
+    [crossed] = await credit.events("F3")
+    assert (crossed["kind"], crossed["trigger"]) == ("warning_line_crossed", "interest_accrual")
+    assert D(crossed["facts"]["ltv"]) > D("0.30")
+
+
+class _Sleeps:
+    """asyncio.sleep's stand-in: records how long the job asked to sleep, stops it after `n`."""
+
+    def __init__(self, n: int) -> None:
+        self.asked: list[float] = []
+        self.n = n
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        if len(self.asked) >= self.n:
+            raise asyncio.CancelledError
+
+
+async def test_the_job_catches_up_at_start_then_sleeps_until_the_next_run(store, clock):
+    _ledger, credit = await world(store, clock)
+    await credit.draw("F1", D("100000.00"))
+    clock.advance(days=2)  # the API was down for two days
+    sleeps = _Sleeps(1)
+    job = DailyAccrual(credit, clock, sleeps)
+    with pytest.raises(asyncio.CancelledError):
+        await job.run()
+    assert job.last == AccrualRun(facilities=1, postings=2) and job.completed == 1
+    assert sleeps.asked == [(next_run(clock()) - clock()).total_seconds()]
+
+
+class _Flaky(CreditService):
+    def __init__(self, failures: int) -> None:  # no store: accrue_all is all the job calls
+        self.failures = failures
+
+    async def accrue_all(self) -> AccrualRun:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database away")
+        return AccrualRun(facilities=2, postings=5)
+
+
+async def test_a_failed_run_is_retried_not_fatal(clock):
+    sleeps = _Sleeps(3)
+    job = DailyAccrual(_Flaky(failures=2), clock, sleeps, retry_s=7.0)
+    with pytest.raises(asyncio.CancelledError):
+        await job.run()
+    assert sleeps.asked[:2] == [7.0, 7.0] and job.last == AccrualRun(facilities=2, postings=5)
