@@ -20,7 +20,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, cast
@@ -752,7 +752,9 @@ def _repayment(amount: Decimal, key: str | None) -> _Operation:
 
 def _accruals(st: dict[str, Any], f: Facility, principal: Decimal, now: datetime) -> list[Posting]:
     """One interest posting per whole day in [accrued_through, today) (act/365); moves
-    `st["accrued_through"]` to today.
+    `st["accrued_through"]` to today. Each is stamped at its day's last instant (23:59:59.999999
+    UTC): a statement for [the 1st, the next 1st) holds the interest of exactly that month's days
+    (stamped at the midnight after, the last day's would fall into the next month's).
 
     The principal is constant over those days: it changes only through postings, and every
     posting accrues first. So each day's interest is on that day's end-of-day principal.
@@ -765,7 +767,7 @@ def _accruals(st: dict[str, Any], f: Facility, principal: Decimal, now: datetime
     while day < today and principal > 0:
         amount = daily_interest(principal, st["annual_rate"], f.currency)
         if amount > 0:
-            at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+            at = datetime.combine(day, time.max, tzinfo=now.tzinfo)
             postings.append(
                 interest_accrual_posting(
                     f"I-{f.facility_id}-{day.isoformat()}",

@@ -2,8 +2,9 @@
 
 F1 is priced cost-plus for tier B: 3.00 % funding + 1.00 % operating + 2.00 % risk + 1.30 % margin
 = 7.30 % a year, act/365, so one day costs principal x 0.073 / 365 = principal x 0.0002, rounded
-half-even to the cent, day by day. Each whole day is booked at the next midnight (UTC here) by the
-next money call; until then a read shows it as pending. Repayments settle interest first.
+half-even to the cent, day by day. Each whole day is booked, stamped at its last instant
+(23:59:59.999999 UTC), by the next money call or the daily job; until then a read shows it as
+pending. Repayments settle interest first.
 The clock starts on Monday 2026-01-05 09:00 UTC.
 """
 
@@ -85,9 +86,9 @@ async def test_ten_days_at_7_30_percent_on_100000_is_200_00(api, clock):
     st = await statement(api, "2026-01-05T00:00:00Z", "2026-01-16T00:00:00Z")
     principal = D("100000.00")
     want = [("2026-01-05T09:00:00+00:00", "drawdown", "100000.00", principal, D(0), principal)]
-    for day in range(1, 11):  # each day's interest is booked at the midnight that ends it
+    for day in range(1, 11):  # each day's interest is stamped at its last instant
         interest = D("20.00") * day
-        at = f"2026-01-{5 + day:02d}T00:00:00+00:00"
+        at = f"2026-01-{4 + day:02d}T23:59:59.999999+00:00"
         want.append((at, "interest_accrual", "20.00", principal, interest, principal + interest))
     want.append(("2026-01-15T09:00:00+00:00", "repayment", "1000.00", D("99200.00"), D(0), D("99200.00")))
     assert rows(st) == want
@@ -139,10 +140,10 @@ async def test_each_day_is_rounded_half_even_to_the_cent(api, clock):
     st = await statement(api, "2026-01-05T00:00:00Z", "2026-01-08T00:00:00Z")
     assert [(ln["at"][:16], ln["kind"], ln["amount"]) for ln in st["lines"]] == [
         ("2026-01-05T09:00", "drawdown", "12325.00"),
-        ("2026-01-06T00:00", "interest_accrual", "2.46"),
+        ("2026-01-05T23:59", "interest_accrual", "2.46"),
         ("2026-01-06T09:00", "repayment", "2.46"),
         ("2026-01-06T09:00", "drawdown", "20.67"),
-        ("2026-01-07T00:00", "interest_accrual", "2.47"),
+        ("2026-01-06T23:59", "interest_accrual", "2.47"),
         ("2026-01-07T09:00", "repayment", "2.47"),
     ]
     assert st["interest_charged"] == "4.93" and D(st["repaid"]) == D("4.93")

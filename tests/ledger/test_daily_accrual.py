@@ -44,8 +44,7 @@ async def test_a_closed_days_statement_has_its_interest_without_any_later_operat
     clock.advance(days=2)
     await credit.accrue_all()
     start = drawn_at.replace(hour=0, minute=0)
-    # each day's interest is stamped at the midnight that ends it: the second day's at start + 2 days
-    st = await credit.statement("F1", start, start + timedelta(days=2, seconds=1))
+    st = await credit.statement("F1", start, start + timedelta(days=2))  # the two days, exactly
     assert (st.drawn, st.interest_charged) == (D("100000.00"), D("40.00"))
     assert st.closing.total_owed == D("100040.00")
     assert [line.memo for line in st.lines][1:] == [
@@ -113,3 +112,16 @@ async def test_a_failed_run_is_retried_not_fatal(clock):
     with pytest.raises(asyncio.CancelledError):
         await job.run()
     assert sleeps.asked[:2] == [7.0, 7.0] and job.last == AccrualRun(facilities=2, postings=5)
+
+
+async def test_a_months_statement_holds_the_interest_of_exactly_its_days(store, clock):
+    _ledger, credit = await world(store, clock)  # Monday 2026-01-05 09:00
+    await credit.draw("F1", D("100000.00"))  # 20.00 a day
+    clock.advance(days=29)  # Tuesday 2026-02-03
+    await credit.accrue_all()
+    jan, feb, mar = (datetime(2026, m, 1, tzinfo=UTC) for m in (1, 2, 3))
+    january = await credit.statement("F1", jan, feb)
+    assert january.interest_charged == D("20.00") * 27  # 5 to 31 January, the 31st included
+    assert january.lines[-1].memo.startswith("interest 2026-01-31 ")
+    february = await credit.statement("F1", feb, mar)
+    assert [line.memo[:19] for line in february.lines] == ["interest 2026-02-01", "interest 2026-02-02"]
