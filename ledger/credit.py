@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -50,7 +50,14 @@ from ledger.core.reference import Facility
 from ledger.core.statement import Statement, statement
 from ledger.money_desk import Decision, MoneyDesk
 from ledger.service import Clock, LedgerService, bases_from
-from ledger.store.port import MONEY_STATE_COLUMNS, MoneyState, MoneyWrites, RequestKey, StoredResponse
+from ledger.store.port import (
+    MONEY_STATE_COLUMNS,
+    LotFilter,
+    MoneyState,
+    MoneyWrites,
+    RequestKey,
+    StoredResponse,
+)
 
 ZERO = Decimal(0)
 _BEFORE_ALL = datetime.min.replace(tzinfo=UTC)  # sorts lots never received first
@@ -451,19 +458,12 @@ class CreditService:
         if sku_id is None or quantity is None or quantity <= 0:
             raise InvalidReference("a release names lot_ids, or a sku_id and a quantity > 0")
         candidates: list[Lot] = []  # every pledged lot of the SKU: the oldest leave first
-        while page := await tx.query_lots(
-            f.facility_id,
-            None,
-            None,
-            sku_id,
-            None,
-            str(LotStatus.PLEDGED),
-            candidates[-1].lot_id if candidates else None,
-            _LOT_PAGE,
-        ):
-            candidates += page
-            if len(page) < _LOT_PAGE:
+        page = LotFilter(f.facility_id, sku_id=sku_id, status=str(LotStatus.PLEDGED), limit=_LOT_PAGE)
+        while found := await tx.query_lots(page):
+            candidates += found
+            if len(found) < _LOT_PAGE:
                 break
+            page = replace(page, after=found[-1].lot_id)
         candidates.sort(key=lambda lot: (lot.received_at or _BEFORE_ALL, lot.lot_id))
         picked, total = [], ZERO
         for lot in candidates:

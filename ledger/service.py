@@ -49,6 +49,7 @@ from ledger.store.port import (
     FacilityStateRow,
     LedgerStore,
     LedgerTx,
+    LotFilter,
     MovementFilter,
     PositionRow,
     SkuMarket,
@@ -363,7 +364,7 @@ class LedgerService:
                 lots = await tx.lots_of_facility(facility_id)
             else:
                 when = as_of
-                lots = await tx.lots_as_of(facility_id, as_of)
+                lots = await tx.lots_as_of(LotFilter(facility_id, limit=None), as_of)
             prices: dict[str, PricePoint | None] = {}
             haircuts: dict[str, Decimal] = {}
             for sku_id in f.terms:
@@ -389,17 +390,14 @@ class LedgerService:
         from the journal (each lot's newest entry at that time, picked by the store)."""
         if limit <= 0 or limit > 10_000:
             raise InvalidReference("limit must be between 1 and 10000")
+        f = LotFilter(facility_id, site_id, zone_id, sku_id, lot_id, status, after, limit)
         async with self.store.transaction() as tx:
             if as_of is None:
-                return await tx.query_lots(
-                    facility_id, site_id, zone_id, sku_id, lot_id, status, after, limit
-                )
+                return await tx.query_lots(f)
             if facility_id is None:
                 raise InvalidReference("positions as of a past time need a facility")
             await self._facility(tx, facility_id)
-            return await tx.lots_as_of(
-                facility_id, as_of, site_id, zone_id, sku_id, lot_id, status, after, limit
-            )
+            return await tx.lots_as_of(f, as_of)
 
     async def movements(self, flt: MovementFilter) -> list[JournalEntry]:
         if flt.limit <= 0 or flt.limit > 10_000:

@@ -61,6 +61,21 @@ class SkuMarket:
 
 
 @dataclass(frozen=True, slots=True)
+class LotFilter:
+    """Which lots, by lot id: each field None matches all; `after` is the keyset cursor (the
+    last lot id of the page before), `limit` None is every match."""
+
+    facility_id: str | None = None
+    site_id: str | None = None
+    zone_id: str | None = None
+    sku_id: str | None = None
+    lot_id: str | None = None
+    status: str | None = None
+    after: str | None = None
+    limit: int | None = 100
+
+
+@dataclass(frozen=True, slots=True)
 class MovementFilter:
     facility_id: str
     lot_id: str | None = None
@@ -102,32 +117,12 @@ class LedgerTx(abc.ABC):
     @abc.abstractmethod
     async def lots_of_facility(self, facility_id: str) -> list[Lot]: ...
     @abc.abstractmethod
-    async def query_lots(
-        self,
-        facility_id: str | None,
-        site_id: str | None,
-        zone_id: str | None,
-        sku_id: str | None,
-        lot_id: str | None,
-        status: str | None,
-        after: str | None,
-        limit: int,
-    ) -> list[Lot]: ...
+    async def query_lots(self, f: LotFilter) -> list[Lot]:
+        """The lots as they are now."""
     @abc.abstractmethod
-    async def lots_as_of(
-        self,
-        facility_id: str,
-        as_of: datetime,
-        site_id: str | None = None,
-        zone_id: str | None = None,
-        sku_id: str | None = None,
-        lot_id: str | None = None,
-        status: str | None = None,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> list[Lot]:
-        """The facility's lots as they stood at `as_of`, by lot id: for each lot, the state its
-        last journal entry (by seq) with `at <= as_of` left; then the filters, as query_lots'."""
+    async def lots_as_of(self, f: LotFilter, as_of: datetime) -> list[Lot]:
+        """The lots of `f.facility_id` (required) as they stood at `as_of`: for each lot, the
+        state its last journal entry (by seq) with `at <= as_of` left; then `f`'s filters."""
     @abc.abstractmethod
     async def pledges_by_epc(self, epcs: Iterable[str]) -> dict[str, str]: ...
     @abc.abstractmethod

@@ -33,6 +33,7 @@ from ledger.store.port import (
     FacilityStateRow,
     LedgerStore,
     LedgerTx,
+    LotFilter,
     MoneyBatchTx,
     MoneyTx,
     MovementFilter,
@@ -271,69 +272,35 @@ class SqlTx(CreditSqlMixin, LedgerTx):
         )
         return [lot_from_row(r) for r in rows]
 
-    async def query_lots(
-        self,
-        facility_id: str | None,
-        site_id: str | None,
-        zone_id: str | None,
-        sku_id: str | None,
-        lot_id: str | None,
-        status: str | None,
-        after: str | None,
-        limit: int,
-    ) -> list[Lot]:
-        q = select(t.lot)
-        for col, value in (
-            (t.lot.c.facility_id, facility_id),
-            (t.lot.c.site_id, site_id),
-            (t.lot.c.zone_id, zone_id),
-            (t.lot.c.sku_id, sku_id),
-            (t.lot.c.lot_id, lot_id),
-            (t.lot.c.status, status),
-        ):
-            if value is not None:
-                q = q.where(col == value)
-        if after is not None:
-            q = q.where(t.lot.c.lot_id > after)
-        rows = await self.conn.execute(q.order_by(t.lot.c.lot_id).limit(limit))
-        return [lot_from_row(r) for r in rows]
+    async def query_lots(self, f: LotFilter) -> list[Lot]:
+        return await self._lots(select(t.lot), t.lot.c, f)
 
-    async def lots_as_of(
-        self,
-        facility_id: str,
-        as_of: datetime,
-        site_id: str | None = None,
-        zone_id: str | None = None,
-        sku_id: str | None = None,
-        lot_id: str | None = None,
-        status: str | None = None,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> list[Lot]:
+    async def lots_as_of(self, f: LotFilter, as_of: datetime) -> list[Lot]:
         # Each entry row carries its lot's state after the movement: the newest one per lot at
         # `as_of` is the lot then (what replaying the journal gives), picked by the database.
         je = t.journal_entry
         newest = func.row_number().over(partition_by=je.c.lot_id, order_by=je.c.seq.desc()).label("newest")
         inner = select(*(je.c[c] for c in _LOT_COLUMNS), newest).where(
-            je.c.facility_id == facility_id, je.c.at <= as_of
+            je.c.facility_id == f.facility_id, je.c.at <= as_of
         )
-        if lot_id is not None:  # the partition key: narrowed before the window
-            inner = inner.where(je.c.lot_id == lot_id)
-        if after is not None:
-            inner = inner.where(je.c.lot_id > after)
+        if f.lot_id is not None:  # the partition key: narrowed before the window
+            inner = inner.where(je.c.lot_id == f.lot_id)
+        if f.after is not None:
+            inner = inner.where(je.c.lot_id > f.after)
         snap = inner.subquery()
-        q = select(snap).where(snap.c.newest == 1)
-        for col, value in (
-            (snap.c.site_id, site_id),
-            (snap.c.zone_id, zone_id),
-            (snap.c.sku_id, sku_id),
-            (snap.c.status, status),
-        ):
+        return await self._lots(select(snap).where(snap.c.newest == 1), snap.c, f)
+
+    async def _lots(self, q: Any, cols: Any, f: LotFilter) -> list[Lot]:
+        """`q` (lot rows with the lot table's column names in `cols`) filtered, paged by lot id."""
+        for name in ("facility_id", "site_id", "zone_id", "sku_id", "lot_id", "status"):
+            value = getattr(f, name)
             if value is not None:
-                q = q.where(col == value)
-        q = q.order_by(snap.c.lot_id)
-        if limit is not None:
-            q = q.limit(limit)
+                q = q.where(cols[name] == value)
+        if f.after is not None:
+            q = q.where(cols.lot_id > f.after)
+        q = q.order_by(cols.lot_id)
+        if f.limit is not None:
+            q = q.limit(f.limit)
         return [lot_from_row(r) for r in await self.conn.execute(q)]
 
     async def pledges_by_epc(self, epcs: Iterable[str]) -> dict[str, str]:

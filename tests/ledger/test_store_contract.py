@@ -14,7 +14,7 @@ from ledger.core.journal import GENESIS, JournalEntry, make_entry, replay, verif
 from ledger.core.lot import Lot, LotStatus, MovementKind
 from ledger.core.price import PricePoint
 from ledger.core.reference import Borrower, Site, Sku, Zone
-from ledger.store.port import FacilityStateRow, MovementFilter, PositionRow, SkuMarket
+from ledger.store.port import FacilityStateRow, LotFilter, MovementFilter, PositionRow, SkuMarket
 from tests.ledger.world import copper, facility, steel
 
 D = Decimal
@@ -176,11 +176,8 @@ async def test_lot_queries_filter_and_page_by_lot_id(store):
         await tx.insert_lots(lots)
 
     async def query(**kw):
-        args = dict(facility_id=None, site_id=None, zone_id=None, sku_id=None, lot_id=None, status=None,
-                    after=None, limit=100)
-        args.update(kw)
         async with store.transaction() as tx:
-            return [x.lot_id for x in await tx.query_lots(**args)]
+            return [x.lot_id for x in await tx.query_lots(LotFilter(**kw))]
 
     pages, after = [], None
     while page := await query(facility_id="F1", limit=2, after=after):
@@ -340,19 +337,19 @@ async def test_lots_as_of_a_time_are_what_replaying_the_journal_gives(store):
     async with store.transaction() as tx:
         for when in instants:
             expected = sorted(replay(f1, when).values(), key=lambda x: x.lot_id)
-            assert await tx.lots_as_of("F1", when) == expected, when
+            assert await tx.lots_as_of(LotFilter("F1", limit=None), when) == expected, when
             for kw in ({"zone_id": "SH1-B"}, {"sku_id": "ST-COIL"}, {"status": "quarantined"},
                        {"lot_id": "L001"}, {"site_id": "QD2"}):
                 want = [x for x in expected if all(str(getattr(x, k)) == v for k, v in kw.items())]
-                assert await tx.lots_as_of("F1", when, **kw) == want, (when, kw)
+                assert await tx.lots_as_of(LotFilter("F1", **kw), when) == want, (when, kw)
             pages, after = [], None
-            while page := await tx.lots_as_of("F1", when, after=after, limit=2):
+            while page := await tx.lots_as_of(LotFilter("F1", after=after, limit=2), when):
                 pages.append([x.lot_id for x in page])
                 after = page[-1].lot_id
             assert [i for page in pages for i in page] == [x.lot_id for x in expected]
-        assert await tx.lots_as_of("NOPE", instants[-1]) == []
+        assert await tx.lots_as_of(LotFilter("NOPE"), instants[-1]) == []
         # L000's newest entry by seq is the late one (Hall A), though entry 6 (Hall B) is stamped later
-        zones = [x.zone_id for x in await tx.lots_as_of("F1", T0 + timedelta(hours=9))]
+        zones = [x.zone_id for x in await tx.lots_as_of(LotFilter("F1"), T0 + timedelta(hours=9))]
         assert zones == ["SH1-A", "SH1-A", "SH1-B"]
 
 
