@@ -126,8 +126,7 @@ def api_command(
 
     async def go() -> None:
         platform = await build_platform(settings)
-        if settings.accrual_job:
-            platform.start_daily_accrual()
+        platform.start_daily_jobs(settings.accrual_job, settings.key_retention())
         web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         freeze_startup_heap()
         config = uvicorn.Config(
@@ -427,8 +426,7 @@ def serve_command(
         stop = asyncio.Event()
         _stop_on_signals(stop)
         platform = await build_gateway_platform(settings)
-        if settings.accrual_job:
-            platform.start_daily_accrual()
+        platform.start_daily_jobs(settings.accrual_job, settings.key_retention())
         metrics = GatewayMetrics(platform.extra["metrics_registry"])
         web = create_app(platform, max_body_bytes=settings.api_max_body_bytes)
         web.include_router(metrics_route.router)

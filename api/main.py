@@ -84,8 +84,7 @@ def worker_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = await build_platform(settings)
-        if settings.accrual_job:
-            platform.start_daily_accrual()
+        platform.start_daily_jobs(settings.accrual_job, settings.key_retention())
         app.state.platform = platform
         freeze_startup_heap()
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from api.principal import TokenBook
 from ledger.credit import CreditService
-from ledger.daily_accrual import DailyAccrual
+from ledger.daily_job import DailyJob
 from ledger.service import Clock, LedgerService
 from ledger.store.port import LedgerStore
 
@@ -26,11 +27,22 @@ class Platform:
     extra: dict[str, Any] = field(default_factory=dict)
     jobs: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start_daily_accrual(self) -> DailyAccrual:
-        """Run the daily interest job (ledger/daily_accrual.py) until `close`."""
-        job = DailyAccrual(self.credit, self.clock)
-        self.jobs.append(asyncio.create_task(job.run(), name="daily-accrual"))
-        return job
+    def start_daily_jobs(self, accrual: bool, key_retention: timedelta | None) -> list[DailyJob[Any]]:
+        """Run, until `close`, the daily interest accrual (if `accrual`) and the forgetting of
+        Idempotency-Keys older than `key_retention` (None: kept forever); ledger/daily_job.py."""
+        jobs: list[DailyJob[Any]] = []
+        if accrual:
+            jobs.append(DailyJob("interest accrual", self.credit.accrue_all, self.clock))
+        if key_retention is not None:
+            retention = key_retention
+
+            async def forget() -> int:
+                return await self.credit.forget_request_keys(retention)
+
+            jobs.append(DailyJob("idempotency key retention", forget, self.clock))
+        for job in jobs:
+            self.jobs.append(asyncio.create_task(job.run(), name=job.name))
+        return jobs
 
     async def close(self) -> None:
         """Stop the jobs, wait for the token re-reads still running, close the store's connections."""

@@ -3,6 +3,7 @@ nothing below the composition root reads the environment."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,8 +68,15 @@ class Settings(BaseSettings):
         16, ge=1, description="while a money batch runs, another starts only with this many requests waiting"
     )
     accrual_job: bool = Field(
-        True, description="book every facility's interest daily in this API process (ledger/daily_accrual.py)"
+        True, description="book every facility's interest daily in this API process (ledger/daily_job.py)"
     )
+    idempotency_retention_s: float = Field(
+        30 * 86400.0, ge=0, description="forget money requests' Idempotency-Keys after this long (0: never)"
+    )
+
+    def key_retention(self) -> timedelta | None:
+        """How long Idempotency-Keys are kept; None: forever."""
+        return timedelta(seconds=self.idempotency_retention_s) if self.idempotency_retention_s else None
     funding_cost: str = "0.030"
     operating_cost: str = "0.010"
     risk_premium_a: str = "0.010"

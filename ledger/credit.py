@@ -285,6 +285,18 @@ class CreditService:
             run.postings += booked
         return run
 
+    async def forget_request_keys(self, retention: timedelta, chunk: int = 10_000) -> int:
+        """Forget the stored answers of Idempotency-Keys older than `retention`, `chunk` at a time
+        (a transaction each); how many. A key used again after that is a new request (its
+        posting key still cannot book money twice: IdempotencyConflict)."""
+        before, forgotten = self.clock() - retention, 0
+        while True:
+            async with self.ledger.transaction() as tx:
+                n = await tx.forget_requests(before, chunk)
+            forgotten += n
+            if n < chunk:
+                return forgotten
+
     async def _accrue_locked(self, tx: Any, facility_id: str, now: datetime) -> int:
         """Lock the facility, book its whole days of interest, re-check its lines if any was
         booked; the number of interest postings."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.core.errors import IdempotencyConflict
 from ledger.core.posting import Posting, PostingLine
 from ledger.store import tables as t
-from ledger.store.money_sql import claim_request, store_response
+from ledger.store.money_sql import claim_request, forget_requests, store_response
 from ledger.store.port import RequestKey, StoredResponse
 
 
@@ -28,6 +28,10 @@ class CreditSqlMixin:
     async def claim_request(self, request: RequestKey, now: datetime) -> StoredResponse | None:
         """Claim an Idempotency-Key in this transaction (rules in ledger/store/money_sql.py)."""
         return await claim_request(self, request, now)
+
+    async def forget_requests(self, before: datetime, limit: int) -> int:
+        """Forget up to `limit` answered Idempotency-Keys created before `before` (money_sql.py)."""
+        return await forget_requests(self, before, limit)
 
     async def store_response(self, request: RequestKey, response: StoredResponse) -> None:
         await store_response(self, request, response)

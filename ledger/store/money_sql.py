@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.store import tables as t
@@ -85,6 +85,26 @@ async def claim_request(tx: Any, request: RequestKey, now: datetime) -> StoredRe
     if row is None:  # pragma: no cover - the conflicting row cannot vanish under our lock
         raise RequestKeyInFlight()
     return stored_outcome(request, row.request_hash, row.state, row.status_code, row.body)
+
+
+async def forget_requests(tx: Any, before: datetime, limit: int) -> int:
+    """Delete up to `limit` answered keys created before `before`, oldest first; how many.
+
+    Only answered ones: a key's claim and answer commit together, but a claim is never dropped
+    under a request. A key used again after this is a new request; its posting key (unique per
+    facility) still refuses to book money twice: IdempotencyConflict, a 409."""
+    rec = t.idempotency_record
+    old = (
+        await tx.conn.execute(
+            select(rec.c.scope, rec.c.key)
+            .where(rec.c.state == "done", rec.c.created_at < before)
+            .order_by(rec.c.created_at)
+            .limit(limit)
+        )
+    ).all()
+    if old:
+        await tx.conn.execute(delete(rec).where(tuple_(rec.c.scope, rec.c.key).in_([tuple(r) for r in old])))
+    return len(old)
 
 
 async def store_response(tx: Any, request: RequestKey, response: StoredResponse) -> None:

@@ -318,4 +318,5 @@ idempotency_record = Table(
     Column("status_code", Integer, nullable=True),
     Column("body", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_idempotency_record_created_at", "created_at"),  # forgetting old keys (daily)
 )

@@ -9,6 +9,7 @@ every test checks the statement, not only the status codes.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from api.idempotency import request_hash
 from ledger.store.port import RequestKey
 from ledger.store.tables import idempotency_record
+from tests.ledger.world import price
 
 D = Decimal
 DRAW, REPAY, RELEASE = (f"/v1/facilities/F1/{x}" for x in ("drawdowns", "repayments", "releases"))
@@ -232,3 +234,22 @@ async def test_a_fresh_answer_and_its_replay_are_the_same_bytes(api):
     assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
     assert first.content == again.content
     assert first.headers["content-type"] == again.headers["content-type"] == "application/json"
+
+
+async def test_a_key_forgotten_after_the_retention_never_books_twice(api, clock):
+    """After PLEDGE_IDEMPOTENCY_RETENTION_S the stored answer is gone (the daily job); the same
+    key and body again are a new request, which the posting's unique key refuses: a 409."""
+    r = await api.client.post(DRAW, json={"amount": "100.00"}, headers=keyed(api, "monthly"))
+    assert r.status_code == 201
+    clock.advance(days=31)
+    await price(api.platform.ledger, "CU-CATH", "8000")  # the goods stay eligible: not frozen
+    assert await api.platform.credit.forget_request_keys(timedelta(days=30)) == 1
+    again = await api.client.post(DRAW, json={"amount": "100.00"}, headers=keyed(api, "monthly"))
+    assert again.status_code == 409 and again.headers["content-type"] == PROBLEM, again.text
+    assert again.json()["type"].endswith("/idempotency_conflict")
+    st = await api.client.get(
+        "/v1/facilities/F1/statement",
+        params={"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+        headers=api.auth("collateral_manager"),
+    )
+    assert [ln["amount"] for ln in st.json()["lines"] if ln["kind"] == "drawdown"] == ["100.00"]

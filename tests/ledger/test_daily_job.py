@@ -1,5 +1,6 @@
-"""The daily interest job: idle facilities' interest booked once each day is over, lines
-re-checked, a closed period's statement final; and the job's schedule and resilience."""
+"""The daily jobs: idle facilities' interest booked once each day is over (lines re-checked, a
+closed period's statement final), old Idempotency-Keys forgotten; the schedule, the catch-up at
+start, the retry after a failure."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.credit import AccrualRun, CreditService
-from ledger.daily_accrual import GRACE, DailyAccrual, next_run
+from ledger.core.errors import IdempotencyConflict
+from ledger.credit import AccrualRun, KeyedRequest
+from ledger.daily_job import GRACE, DailyJob, next_run
+from ledger.store.port import RequestKey, StoredResponse
 from tests.ledger.test_credit_story import world
 from tests.ledger.world import facility, lot, price
 
@@ -88,18 +91,18 @@ async def test_the_job_catches_up_at_start_then_sleeps_until_the_next_run(store,
     await credit.draw("F1", D("100000.00"))
     clock.advance(days=2)  # the API was down for two days
     sleeps = _Sleeps(1)
-    job = DailyAccrual(credit, clock, sleeps)
+    job = DailyJob("interest accrual", credit.accrue_all, clock, sleeps)
     with pytest.raises(asyncio.CancelledError):
         await job.run()
     assert job.last == AccrualRun(facilities=1, postings=2) and job.completed == 1
     assert sleeps.asked == [(next_run(clock()) - clock()).total_seconds()]
 
 
-class _Flaky(CreditService):
-    def __init__(self, failures: int) -> None:  # no store: accrue_all is all the job calls
+class _Flaky:
+    def __init__(self, failures: int) -> None:
         self.failures = failures
 
-    async def accrue_all(self) -> AccrualRun:
+    async def __call__(self) -> AccrualRun:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("database away")
@@ -108,7 +111,7 @@ class _Flaky(CreditService):
 
 async def test_a_failed_run_is_retried_not_fatal(clock):
     sleeps = _Sleeps(3)
-    job = DailyAccrual(_Flaky(failures=2), clock, sleeps, retry_s=7.0)
+    job = DailyJob("interest accrual", _Flaky(failures=2), clock, sleeps, retry_s=7.0)
     with pytest.raises(asyncio.CancelledError):
         await job.run()
     assert sleeps.asked[:2] == [7.0, 7.0] and job.last == AccrualRun(facilities=2, postings=5)
@@ -125,3 +128,29 @@ async def test_a_months_statement_holds_the_interest_of_exactly_its_days(store, 
     assert january.lines[-1].memo.startswith("interest 2026-01-31 ")
     february = await credit.statement("F1", feb, mar)
     assert [line.memo[:19] for line in february.lines] == ["interest 2026-02-01", "interest 2026-02-02"]
+
+
+async def test_old_idempotency_keys_are_forgotten_and_cannot_book_money_twice(store, clock):
+    ledger, credit = await world(store, clock)
+    await credit.draw_keyed("F1", D("100.00"), keyed("old"))
+    clock.advance(days=20)
+    await price(ledger, "CU-CATH", "8000")  # fresh prices keep the goods eligible
+    await credit.draw_keyed("F1", D("200.00"), keyed("young"))
+    clock.advance(days=15)  # old: 35 days, young: 15
+    await price(ledger, "CU-CATH", "8000")
+    assert await credit.forget_request_keys(timedelta(days=30), chunk=1) == 1
+    assert await credit.forget_request_keys(timedelta(days=30)) == 0
+    async with credit.ledger.transaction() as tx:
+        assert await tx.claim_request(keyed("young").key, clock()) is not None  # still replayed
+    # The forgotten key again: a new request, but its posting key refuses a second booking.
+    with pytest.raises(IdempotencyConflict):
+        await credit.draw_keyed("F1", D("100.00"), keyed("old"))
+    assert (await credit.summary("F1")).principal == D("300.00")
+
+
+def keyed(key: str) -> KeyedRequest:
+    return KeyedRequest(
+        RequestKey("acme", key, "fp-" + key),
+        lambda result: StoredResponse(201, {"posting": result.posting.posting_id}),
+        lambda error: StoredResponse(409, {"error": str(error)}),
+    )
