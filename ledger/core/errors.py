@@ -49,9 +49,18 @@ class InvalidAmount(InvalidInput):
     code = "invalid_amount"
 
     def __init__(self, field: str, value: object, why: str) -> None:
-        super().__init__(f"{field} {why} (got {value!r})", field=field, value=str(value))
+        super().__init__(f"{field} {why} (got {_shown(value)})", field=field, value=str(value))
         self.field = field
         self.value = value
+
+
+def _shown(value: object) -> str:
+    """A refused value as its sender wrote it: a Decimal as digits ("100.005", not
+    "Decimal('100.005')"), anything else as its repr (a float shows it is one: 0.1)."""
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return f"{value:f}" if isinstance(exponent, int) and abs(exponent) <= 64 else str(value)
+    return repr(value)
 
 
 class CurrencyMismatch(InvalidInput):

@@ -96,3 +96,13 @@ async def test_refusals_write_amounts_without_exponents(api):
     body = r.json()
     assert body["requested"] == "999999999.00" and MONEY.match(body["available"]), body
     assert "E" not in body["detail"], body
+
+
+async def test_a_refused_amount_is_quoted_as_sent(api):
+    r = await api.client.post(
+        "/v1/facilities/F1/drawdowns",
+        json={"amount": "100.005"},
+        headers={**api.auth("borrower"), "Idempotency-Key": "fmt-4"},
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"] == "drawdown amount has more than 2 decimals for EUR (got 100.005)"
