@@ -130,7 +130,7 @@ async def test_a_quiet_feed_sends_keep_alive_comments(api, monkeypatch):
     me = api.auth("borrower")
     feed = api.client.get("/v1/facilities/F1/feed", params={"max_events": 2}, headers=me)
     listening = asyncio.create_task(feed)
-    await asyncio.sleep(0.4)  # nothing changes: comments only
+    await asyncio.sleep(0.6)  # nothing changes: comments only (~10 polls of 0.05 s)
     await _two_releases(api)
     text = (await asyncio.wait_for(listening, 10)).text
     assert text.count(": keep-alive\n\n") >= 2, text[:300]
