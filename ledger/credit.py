@@ -580,8 +580,13 @@ class CreditService:
         return Balances(f.currency, f.facility_id, stored) if stored else Balances(f.currency, f.facility_id)
 
     async def _reassess(self, tx: Any, bases: dict[str, BorrowingBase], trigger: str, now: datetime) -> None:
-        """Re-check lines for facilities whose BB (or outstanding) may have moved; record events."""
-        states = await tx.credit_states(bases)
+        """Re-check lines for facilities whose BB (or outstanding) may have moved; record events.
+
+        The states are locked before the balances are read: read unlocked, a drawdown committed
+        between that read and this transaction's update would be overwritten by a state computed
+        from the balances before it (a stale `last_outstanding`, `frozen`, line state: the next
+        crossing's event late or missing)."""
+        states = await tx.credit_states(bases, lock=True)
         balances = await tx.balances(states)
         facilities = await self.ledger.facilities_in(tx, states)
         updates, events = [], []

@@ -52,11 +52,18 @@ class CreditSqlMixin:
         row = (await self.conn.execute(q)).first()
         return None if row is None else dict(row._mapping)
 
-    async def credit_states(self, facility_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    async def credit_states(
+        self, facility_ids: Iterable[str], lock: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """The credit states of `facility_ids` (those with one); `lock`: FOR UPDATE, in facility
+        order (the order money batches lock them in), held until the transaction ends."""
         ids = sorted(set(facility_ids))
         if not ids:
             return {}
-        rows = await self.conn.execute(select(t.credit_state).where(t.credit_state.c.facility_id.in_(ids)))
+        q = select(t.credit_state).where(t.credit_state.c.facility_id.in_(ids))
+        if lock and self.dialect == "postgresql":
+            q = q.order_by(t.credit_state.c.facility_id).with_for_update()
+        rows = await self.conn.execute(q)
         return {r.facility_id: dict(r._mapping) for r in rows}
 
     async def update_credit_states(self, rows: Sequence[dict[str, Any]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from datetime import timedelta
 from decimal import Decimal
 
@@ -22,6 +24,7 @@ from ledger.core.statement import statement
 from ledger.credit import CreditService
 from ledger.service import LedgerService
 from ledger.store import tables
+from ledger.store.sql import SqlTx
 from tests.ledger.world import build, facility, lot, price
 
 D = Decimal
@@ -155,3 +158,45 @@ async def test_a_release_by_quantity_takes_the_oldest_lots_across_pages(store, c
     assert list(r.lot_ids) == ["L000001", "L000002", "L000003", "L000004"]  # first in, first out
     with pytest.raises(InvalidReference, match=r"only 10 of CU-CATH is pledged in stock; 10\.5 was asked"):
         await credit.release("F1", sku_id="CU-CATH", quantity=D("10.50"))
+
+
+_PAUSE: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("pause", default=None)
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # SQLite has one writer at a time
+async def test_a_revaluation_and_a_drawdown_at_once_leave_the_line_state_right(store, clock, monkeypatch):
+    """A revaluation re-checks the lines of the facilities it moved; a drawdown on one of them
+    commits meanwhile. The re-check must not overwrite the drawdown's state with one computed
+    from the balances before it (the revaluation's read is held open here, after it is made)."""
+    ledger, credit = await world(store, clock)
+    await credit.draw("F1", D("1000.00"))
+    read_balances = SqlTx.balances
+
+    async def balances_then_pause(self, facility_ids):
+        got = await read_balances(self, facility_ids)
+        pause = _PAUSE.get()
+        if pause is not None:
+            await pause.wait()
+        return got
+
+    monkeypatch.setattr(SqlTx, "balances", balances_then_pause)
+    pause = asyncio.Event()
+
+    async def revalue() -> None:
+        _PAUSE.set(pause)  # this task's context only
+        await price(ledger, "CU-CATH", "8100")
+
+    revaluing = asyncio.create_task(revalue())
+    await asyncio.sleep(0.3)  # the revaluation has read F1's balances and waits
+    drawing = asyncio.create_task(credit.draw("F1", D("5000.00")))
+    try:
+        done, _ = await asyncio.wait([drawing], timeout=0.5)
+    finally:
+        pause.set()  # whatever happens, the revaluation goes on and ends its transaction
+        await asyncio.wait_for(asyncio.gather(revaluing, drawing), 10)
+    assert not done, "the drawdown must wait for the re-check that holds F1's credit state"
+    async with credit.ledger.transaction() as tx:
+        state = (await tx.credit_states(["F1"]))["F1"]
+        balances = (await tx.balances(["F1"]))["F1"]
+    owed = balances.get("principal", D(0)) + balances.get("interest_receivable", D(0))
+    assert state["last_outstanding"] == owed == D("6000.00")
