@@ -292,7 +292,10 @@ class LedgerService:
         """Store a price and revalue every facility holding the SKU in one set-based pass."""
         now = self.clock()
         async with self.store.transaction() as tx:
-            sku = await tx.get_reference(Sku, point.sku_id)
+            # The SKU's row locked first: two prices of one SKU at once each read the history
+            # without the other's point, and the later commit would set the market (and every
+            # position) to its own view, possibly the older quote.
+            sku = await tx.get_reference(Sku, point.sku_id, lock=True)
             if sku is None:
                 raise UnknownSku(point.sku_id)
             if sku.currency != point.currency:

@@ -95,7 +95,9 @@ class LedgerTx(abc.ABC):
     @abc.abstractmethod
     async def insert_reference(self, obj: Any) -> None: ...
     @abc.abstractmethod
-    async def get_reference(self, kind: type, ident: str) -> Any: ...
+    async def get_reference(self, kind: type, ident: str, lock: bool = False) -> Any:
+        """The site, zone, SKU or borrower `ident`, or None; `lock`: its row held (FOR UPDATE)
+        until the transaction ends, so that work on it (a SKU's prices) runs one at a time."""
     @abc.abstractmethod
     async def list_reference(self, kind: type) -> list[Any]: ...
     @abc.abstractmethod

@@ -134,9 +134,12 @@ class SqlTx(CreditSqlMixin, LedgerTx):
             return
         await self.conn.execute(table.insert().values(values))
 
-    async def get_reference(self, kind: type, ident: str) -> Any:
+    async def get_reference(self, kind: type, ident: str, lock: bool = False) -> Any:
         table, key = _REFERENCE[kind]
-        row = (await self.conn.execute(select(table).where(table.c[key] == ident))).first()
+        q = select(table).where(table.c[key] == ident)
+        if lock and self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = (await self.conn.execute(q)).first()
         return None if row is None else kind(**dict(row._mapping))
 
     async def list_reference(self, kind: type) -> list[Any]:

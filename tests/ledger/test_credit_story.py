@@ -19,6 +19,7 @@ from ledger.core.errors import (
     ReleaseRefused,
 )
 from ledger.core.lot import Movement, MovementKind
+from ledger.core.price import PricePoint
 from ledger.core.pricing import RatePlan
 from ledger.core.statement import statement
 from ledger.credit import CreditService
@@ -200,3 +201,41 @@ async def test_a_revaluation_and_a_drawdown_at_once_leave_the_line_state_right(s
         balances = (await tx.balances(["F1"]))["F1"]
     owed = balances.get("principal", D(0)) + balances.get("interest_receivable", D(0))
     assert state["last_outstanding"] == owed == D("6000.00")
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # SQLite has one writer at a time
+async def test_two_prices_of_one_sku_at_once_leave_the_newest_in_the_market(store, clock, monkeypatch):
+    """An older quote arriving late is held open after reading the SKU's history; the newest
+    quote meanwhile must wait for it, then read it, and stay the market price."""
+    ledger, _credit = await world(store, clock)
+    read_history = SqlTx.price_history
+
+    async def history_then_pause(self, sku_id, until, limit):
+        got = await read_history(self, sku_id, until, limit)
+        pause = _PAUSE.get()
+        if pause is not None:
+            await pause.wait()
+        return got
+
+    monkeypatch.setattr(SqlTx, "price_history", history_then_pause)
+    pause = asyncio.Event()
+    now = clock()
+
+    async def older() -> None:
+        _PAUSE.set(pause)
+        quote = PricePoint("CU-CATH", now - timedelta(minutes=10), D("8050"), "EUR", "late")
+        await ledger.record_price(quote)
+
+    late = asyncio.create_task(older())
+    await asyncio.sleep(0.3)  # it has read the history and waits
+    newest = asyncio.create_task(ledger.record_price(PricePoint("CU-CATH", now, D("8200"), "EUR", "feed")))
+    try:
+        done, _ = await asyncio.wait([newest], timeout=0.5)
+    finally:
+        pause.set()
+        await asyncio.wait_for(asyncio.gather(late, newest), 10)
+    assert not done, "the second price of the SKU must wait for the first"
+    async with ledger.transaction() as tx:
+        market = (await tx.sku_markets(["CU-CATH"]))["CU-CATH"]
+        prices = {r.price for r in await tx.positions(["F1"]) if r.sku_id == "CU-CATH"}
+    assert (market.price, market.price_at, prices) == (D("8200"), now, {D("8200")})
