@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,11 +35,7 @@ class Platform:
         if accrual:
             jobs.append(DailyJob("interest accrual", self.credit.accrue_all, self.clock))
         if key_retention is not None:
-            retention = key_retention
-
-            async def forget() -> int:
-                return await self.credit.forget_request_keys(retention)
-
+            forget = functools.partial(self.credit.forget_request_keys, key_retention)
             jobs.append(DailyJob("idempotency key retention", forget, self.clock))
         for job in jobs:
             self.jobs.append(asyncio.create_task(job.run(), name=job.name))

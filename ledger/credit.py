@@ -181,23 +181,8 @@ class CreditService:
     async def summaries(self, facility_ids: Sequence[str]) -> list[FacilitySummary]:
         """`summary` of each facility with a credit line, in the order given (others skipped):
         one transaction and one read per table for all of them, not a transaction each."""
-        now = self.clock()
         async with self.ledger.transaction() as tx:
-            states = await tx.credit_states(facility_ids)
-            ids = [fid for fid in facility_ids if fid in states]
-            facilities = await self.ledger.facilities_in(tx, ids)
-            balances = await tx.balances(ids)
-            bases = await self.ledger.bases_in(tx, ids)
-        return [
-            _summary(
-                facilities[fid],
-                states[fid],
-                bases[fid],
-                Balances(facilities[fid].currency, fid, MappingProxyType(balances[fid])),
-                now,
-            )
-            for fid in ids
-        ]
+            return await self._summaries_in(tx, facility_ids, self.clock())
 
     # --- money -----------------------------------------------------------------------------------
     async def draw(
@@ -611,13 +596,30 @@ class CreditService:
         await tx.insert_credit_events(events)
 
     async def _summary_in(self, tx: Any, facility_id: str, now: datetime) -> FacilitySummary:
-        st = (await tx.credit_states([facility_id])).get(facility_id)
-        if st is None:
+        found = await self._summaries_in(tx, [facility_id], now)
+        if not found:
             raise UnknownFacility(facility_id)
-        f = await self.ledger.facility_in(tx, facility_id)
-        bal = await self._balances(tx, f)
-        bb = (await self.ledger.bases_in(tx, [facility_id]))[facility_id]
-        return _summary(f, st, bb, bal, now)
+        return found[0]
+
+    async def _summaries_in(
+        self, tx: Any, facility_ids: Sequence[str], now: datetime
+    ) -> list[FacilitySummary]:
+        """Summaries of the facilities with a credit line, in the order given: one read per table."""
+        states = await tx.credit_states(facility_ids)
+        ids = [fid for fid in facility_ids if fid in states]
+        facilities = await self.ledger.facilities_in(tx, ids)
+        balances = await tx.balances(ids)
+        bases = await self.ledger.bases_in(tx, ids)
+        return [
+            _summary(
+                facilities[fid],
+                states[fid],
+                bases[fid],
+                Balances(facilities[fid].currency, fid, MappingProxyType(balances[fid])),
+                now,
+            )
+            for fid in ids
+        ]
 
 
 def _summary(

@@ -164,6 +164,36 @@ async def test_a_release_by_quantity_takes_the_oldest_lots_across_pages(store, c
 _PAUSE: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("pause", default=None)
 
 
+async def waits_for_the_first(monkeypatch, read: str, first, second) -> bool:
+    """Run `first` until it has made `read` (an SqlTx method) and hold it there, open, while
+    `second` runs: whether `second` was still waiting half a second later. Then both finish."""
+    real = getattr(SqlTx, read)
+
+    async def read_then_pause(self, *args):
+        got = await real(self, *args)
+        pause = _PAUSE.get()
+        if pause is not None:
+            await pause.wait()
+        return got
+
+    monkeypatch.setattr(SqlTx, read, read_then_pause)
+    pause = asyncio.Event()
+
+    async def held() -> None:
+        _PAUSE.set(pause)  # this task's context only
+        await first()
+
+    holding = asyncio.create_task(held())
+    await asyncio.sleep(0.3)  # `first` has made its read and waits
+    racing = asyncio.create_task(second())
+    try:
+        done, _ = await asyncio.wait([racing], timeout=0.5)
+    finally:
+        pause.set()  # whatever happens, `first` goes on and ends its transaction
+        await asyncio.wait_for(asyncio.gather(holding, racing), 10)
+    return not done
+
+
 @pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # SQLite has one writer at a time
 async def test_a_revaluation_and_a_drawdown_at_once_leave_the_line_state_right(store, clock, monkeypatch):
     """A revaluation re-checks the lines of the facilities it moved; a drawdown on one of them
@@ -171,31 +201,13 @@ async def test_a_revaluation_and_a_drawdown_at_once_leave_the_line_state_right(s
     from the balances before it (the revaluation's read is held open here, after it is made)."""
     ledger, credit = await world(store, clock)
     await credit.draw("F1", D("1000.00"))
-    read_balances = SqlTx.balances
-
-    async def balances_then_pause(self, facility_ids):
-        got = await read_balances(self, facility_ids)
-        pause = _PAUSE.get()
-        if pause is not None:
-            await pause.wait()
-        return got
-
-    monkeypatch.setattr(SqlTx, "balances", balances_then_pause)
-    pause = asyncio.Event()
-
-    async def revalue() -> None:
-        _PAUSE.set(pause)  # this task's context only
-        await price(ledger, "CU-CATH", "8100")
-
-    revaluing = asyncio.create_task(revalue())
-    await asyncio.sleep(0.3)  # the revaluation has read F1's balances and waits
-    drawing = asyncio.create_task(credit.draw("F1", D("5000.00")))
-    try:
-        done, _ = await asyncio.wait([drawing], timeout=0.5)
-    finally:
-        pause.set()  # whatever happens, the revaluation goes on and ends its transaction
-        await asyncio.wait_for(asyncio.gather(revaluing, drawing), 10)
-    assert not done, "the drawdown must wait for the re-check that holds F1's credit state"
+    waited = await waits_for_the_first(
+        monkeypatch,
+        "balances",
+        lambda: price(ledger, "CU-CATH", "8100"),
+        lambda: credit.draw("F1", D("5000.00")),
+    )
+    assert waited, "the drawdown must wait for the re-check that holds F1's credit state"
     async with credit.ledger.transaction() as tx:
         state = (await tx.credit_states(["F1"]))["F1"]
         balances = (await tx.balances(["F1"]))["F1"]
@@ -208,33 +220,13 @@ async def test_two_prices_of_one_sku_at_once_leave_the_newest_in_the_market(stor
     """An older quote arriving late is held open after reading the SKU's history; the newest
     quote meanwhile must wait for it, then read it, and stay the market price."""
     ledger, _credit = await world(store, clock)
-    read_history = SqlTx.price_history
-
-    async def history_then_pause(self, sku_id, until, limit):
-        got = await read_history(self, sku_id, until, limit)
-        pause = _PAUSE.get()
-        if pause is not None:
-            await pause.wait()
-        return got
-
-    monkeypatch.setattr(SqlTx, "price_history", history_then_pause)
-    pause = asyncio.Event()
     now = clock()
-
-    async def older() -> None:
-        _PAUSE.set(pause)
-        quote = PricePoint("CU-CATH", now - timedelta(minutes=10), D("8050"), "EUR", "late")
-        await ledger.record_price(quote)
-
-    late = asyncio.create_task(older())
-    await asyncio.sleep(0.3)  # it has read the history and waits
-    newest = asyncio.create_task(ledger.record_price(PricePoint("CU-CATH", now, D("8200"), "EUR", "feed")))
-    try:
-        done, _ = await asyncio.wait([newest], timeout=0.5)
-    finally:
-        pause.set()
-        await asyncio.wait_for(asyncio.gather(late, newest), 10)
-    assert not done, "the second price of the SKU must wait for the first"
+    late = PricePoint("CU-CATH", now - timedelta(minutes=10), D("8050"), "EUR", "late")
+    newest = PricePoint("CU-CATH", now, D("8200"), "EUR", "feed")
+    waited = await waits_for_the_first(
+        monkeypatch, "price_history", lambda: ledger.record_price(late), lambda: ledger.record_price(newest)
+    )
+    assert waited, "the second price of the SKU must wait for the first"
     async with ledger.transaction() as tx:
         market = (await tx.sku_markets(["CU-CATH"]))["CU-CATH"]
         prices = {r.price for r in await tx.positions(["F1"]) if r.sku_id == "CU-CATH"}
